@@ -1,0 +1,18 @@
+//! Command-line entry: `coder server`, and later `coder agent` and client commands.
+
+pub mod server;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "coder", version = crate::app::VERSION, about = "Coder control plane (Rust)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a Coder server.
+    Server(server::ServerArgs),
+}

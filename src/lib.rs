@@ -1,0 +1,17 @@
+//! `coder`: a Rust re-implementation of Coder's control plane, centred on prebuilt workspaces.
+//!
+//! See `docs/ARCHITECTURE.md` for where each concern lives.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod duration;
+pub mod logging;
+pub mod orgs;
+pub mod prebuilds;
+pub mod rbac;
+pub mod server;
+pub mod users;

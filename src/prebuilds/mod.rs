@@ -1,0 +1,3 @@
+//! Prebuilt workspaces: schedules (pure), and later the reconciliation plan, loop and claim.
+
+pub mod schedule;
