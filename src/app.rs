@@ -55,9 +55,10 @@ impl AppState {
         )
         .await?;
         let params = config.password_hashing;
-        let dummy_hash = tokio::task::spawn_blocking(move || crate::users::password::dummy_hash(params))
-            .await
-            .unwrap_or_default();
+        let dummy_hash =
+            tokio::task::spawn_blocking(move || crate::users::password::dummy_hash(params))
+                .await
+                .unwrap_or_default();
         Ok(Self(Arc::new(AppInner {
             pool,
             clock,
@@ -73,9 +74,14 @@ pub type App = NormalizePath<Router>;
 /// The whole HTTP surface: `/healthz`, `/api/v2/...`, JSON 404/405 fallbacks, panic catching, the build
 /// version header, request logging, and trailing-slash leniency.
 pub fn router(state: AppState) -> App {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` API routes merged under `/api/v2` (tests add failure-injecting routes).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> App {
     let router = Router::new()
         .route("/healthz", axum::routing::get(|| async { "OK" }))
-        .nest("/api/v2", crate::api::routes())
+        .nest("/api/v2", crate::api::routes().merge(extra))
         .fallback(crate::api::route_not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(log_request))

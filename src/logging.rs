@@ -77,6 +77,9 @@ pub fn init(args: &ServerArgs) -> LogGuard {
             .with_filter(level)
             .with_filter(filter_fn(keep))
     });
-    let _ = tracing_subscriber::registry().with(human).with(json).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(human)
+        .with(json)
+        .try_init();
     LogGuard
 }

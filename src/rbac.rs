@@ -21,7 +21,12 @@ pub const ROLE_ORG_USER_ADMIN: &str = "organization-user-admin";
 pub const ROLE_ORG_AUDITOR: &str = "organization-auditor";
 
 /// Site roles that can be assigned (member is implicit).
-pub const SITE_ROLES: &[&str] = &[ROLE_OWNER, ROLE_TEMPLATE_ADMIN, ROLE_USER_ADMIN, ROLE_AUDITOR];
+pub const SITE_ROLES: &[&str] = &[
+    ROLE_OWNER,
+    ROLE_TEMPLATE_ADMIN,
+    ROLE_USER_ADMIN,
+    ROLE_AUDITOR,
+];
 /// Organization roles that can be assigned (organization-member is implicit).
 pub const ORG_ROLES: &[&str] = &[
     ROLE_ORG_ADMIN,

@@ -171,6 +171,9 @@ async fn create_admin_user(
     orgs::store::add_member(&mut tx, org.id, user.id, &[], now).await?;
     orgs::store::add_member(&mut tx, org.id, users::PREBUILDS_USER_ID, &[], now).await?;
     tx.commit().await?;
-    println!("User {username} created with the owner role in organization {}.", org.name);
+    println!(
+        "User {username} created with the owner role in organization {}.",
+        org.name
+    );
     Ok(())
 }

@@ -127,22 +127,22 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
                 user = updated;
             }
         }
-        other => {
-            return Err(ApiError::unauthorized(format!(
-                "User is not active (status = {other:?}). Contact an admin to reactivate your account."
-            )))
-        }
+        other => return Err(ApiError::unauthorized(format!(
+            "User is not active (status = {other:?}). Contact an admin to reactivate your account."
+        ))),
     }
     if let Some((last_used, expires_at)) =
         keys::refresh(now, row.last_used, row.expires_at, row.lifetime_seconds)
     {
-        sqlx::query("UPDATE api_keys SET last_used = $2, expires_at = $3, updated_at = $4 WHERE id = $1")
-            .bind(id)
-            .bind(last_used)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&state.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE api_keys SET last_used = $2, expires_at = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(last_used)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&state.pool)
+        .await?;
         store::touch_last_seen(&state.pool, user.id, now).await?;
     }
     let org_roles: HashMap<Uuid, Vec<String>> = row.memberships.0.into_iter().collect();

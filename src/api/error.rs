@@ -26,7 +26,10 @@ impl Validation {
 
     /// The detail go-playground's validator produces for a missing required value.
     pub fn required(field: impl Into<String>) -> Self {
-        Self::new(field, r#"Validation failed for tag "required" with value: """#)
+        Self::new(
+            field,
+            r#"Validation failed for tag "required" with value: """#,
+        )
     }
 }
 

@@ -185,7 +185,8 @@ mod tests {
 
     #[test]
     fn null_means_unset_and_unknown_fields_are_ignored() {
-        let r: Req = decode(br#"{"email": null, "count": 3, "other": [1], "inner": null}"#).unwrap();
+        let r: Req =
+            decode(br#"{"email": null, "count": 3, "other": [1], "inner": null}"#).unwrap();
         assert_eq!(r.email, "");
         assert_eq!(r.count, 3);
         assert!(!r.inner.flag);

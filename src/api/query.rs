@@ -36,7 +36,11 @@ impl Pagination {
         };
         let limit = int("limit");
         let offset = int("offset");
-        let after_id = match q.get("after_id").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let after_id = match q
+            .get("after_id")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+        {
             None => None,
             Some(v) => match Uuid::parse_str(v) {
                 Ok(id) => Some(id).filter(|id| !id.is_nil()),
@@ -50,8 +54,10 @@ impl Pagination {
             },
         };
         if !validations.is_empty() {
-            return Err(ApiError::bad_request("Query parameters have invalid values.")
-                .validations(validations));
+            return Err(
+                ApiError::bad_request("Query parameters have invalid values.")
+                    .validations(validations),
+            );
         }
         Ok(Self {
             limit,
@@ -135,7 +141,10 @@ impl SearchQuery {
                 ),
             ));
         }
-        values.first().map(|v| v.to_string()).filter(|v| !v.is_empty())
+        values
+            .first()
+            .map(|v| v.to_string())
+            .filter(|v| !v.is_empty())
     }
 
     /// A comma-separated multi-valued key (values from repeated keys are merged).

@@ -116,7 +116,17 @@ mod tests {
         for ok in ["a", "abc-def", "A1-b2-C3", &"x".repeat(32)] {
             assert_eq!(name_error(ok), None, "{ok}");
         }
-        for bad in ["", "-a", "a-", "a--b", "a_b", "a b", "new", "create", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a--b",
+            "a_b",
+            "a b",
+            "new",
+            "create",
+            &"x".repeat(33),
+        ] {
             assert!(name_error(bad).is_some(), "{bad}");
         }
     }

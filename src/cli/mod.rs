@@ -5,7 +5,7 @@ pub mod server;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "coder", version = crate::app::VERSION, about = "Coder control plane (Rust)")]
+#[command(name = "coder", version = crate::app::VERSION, about = "Coder control plane (Rust)", max_term_width = 110)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -18,7 +18,7 @@ pub fn parse_go_bool(s: &str) -> Result<bool, String> {
 }
 
 #[derive(Debug, Args, Clone)]
-#[command(about = "Start a Coder server")]
+#[command(about = "Start a Coder server", next_line_help = true)]
 pub struct ServerArgs {
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
@@ -36,7 +36,12 @@ pub struct ServerArgs {
     pub postgres_url: Option<String>,
 
     /// Directory for the built-in database and the workspaces of the local runtime.
-    #[arg(long, env = "CODER_CACHE_DIRECTORY", default_value = "~/.cache/coder", global = true)]
+    #[arg(
+        long,
+        env = "CODER_CACHE_DIRECTORY",
+        default_value = "~/.cache/coder",
+        global = true
+    )]
     pub cache_dir: String,
 
     /// Comma-separated experiments to enable (`workspace-prebuilds`, `workspace-build-updates`, or `*`).
@@ -48,11 +53,19 @@ pub struct ServerArgs {
     pub provisioner_daemons: u32,
 
     /// How often daemons poll for jobs when no notification arrives.
-    #[arg(long, env = "CODER_PROVISIONER_DAEMON_POLL_INTERVAL", default_value = "1s")]
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_DAEMON_POLL_INTERVAL",
+        default_value = "1s"
+    )]
     pub provisioner_daemon_poll_interval: GoDuration,
 
     /// A job not finished this long after cancelation is failed.
-    #[arg(long, env = "CODER_PROVISIONER_FORCE_CANCEL_INTERVAL", default_value = "10m")]
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_FORCE_CANCEL_INTERVAL",
+        default_value = "10m"
+    )]
     pub provisioner_force_cancel_interval: GoDuration,
 
     /// Serve Prometheus metrics on the Prometheus address.
@@ -60,7 +73,11 @@ pub struct ServerArgs {
     pub prometheus_enable: bool,
 
     /// Address of the Prometheus metrics endpoint.
-    #[arg(long, env = "CODER_PROMETHEUS_ADDRESS", default_value = "127.0.0.1:2112")]
+    #[arg(
+        long,
+        env = "CODER_PROMETHEUS_ADDRESS",
+        default_value = "127.0.0.1:2112"
+    )]
     pub prometheus_address: SocketAddr,
 
     /// Collect agent statistics as metrics.
@@ -68,7 +85,12 @@ pub struct ServerArgs {
     pub prometheus_collect_agent_stats: bool,
 
     /// Labels by which agent statistics are aggregated.
-    #[arg(long, env = "CODER_PROMETHEUS_AGGREGATE_AGENT_STATS_BY", value_delimiter = ',', default_value = "agent_name,template_name,username,workspace_name")]
+    #[arg(
+        long,
+        env = "CODER_PROMETHEUS_AGGREGATE_AGENT_STATS_BY",
+        value_delimiter = ',',
+        default_value = "agent_name,template_name,username,workspace_name"
+    )]
     pub prometheus_aggregate_agent_stats_by: Vec<String>,
 
     /// Collect database query latencies as metrics.
@@ -76,19 +98,35 @@ pub struct ServerArgs {
     pub prometheus_collect_db_metrics: bool,
 
     /// How often the prebuild reconciler runs.
-    #[arg(long, env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_INTERVAL", default_value = "1m")]
+    #[arg(
+        long,
+        env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_INTERVAL",
+        default_value = "1m"
+    )]
     pub workspace_prebuilds_reconciliation_interval: GoDuration,
 
     /// Backoff step after failed prebuild builds.
-    #[arg(long, env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_BACKOFF_INTERVAL", default_value = "1m")]
+    #[arg(
+        long,
+        env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_BACKOFF_INTERVAL",
+        default_value = "1m"
+    )]
     pub workspace_prebuilds_reconciliation_backoff_interval: GoDuration,
 
     /// Window in which failed prebuild builds count towards backoff.
-    #[arg(long, env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_BACKOFF_LOOKBACK_PERIOD", default_value = "1h")]
+    #[arg(
+        long,
+        env = "CODER_WORKSPACE_PREBUILDS_RECONCILIATION_BACKOFF_LOOKBACK_PERIOD",
+        default_value = "1h"
+    )]
     pub workspace_prebuilds_reconciliation_backoff_lookback_period: GoDuration,
 
     /// Consecutive failed prebuild builds after which a preset is hard-limited; 0 disables.
-    #[arg(long, env = "CODER_WORKSPACE_PREBUILDS_FAILURE_HARD_LIMIT", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "CODER_WORKSPACE_PREBUILDS_FAILURE_HARD_LIMIT",
+        default_value_t = 3
+    )]
     pub workspace_prebuilds_failure_hard_limit: u32,
 
     /// Accept prebuild expiration ttls below 3600 seconds (tests and demos).
@@ -151,13 +189,17 @@ impl ServerArgs {
     }
 
     pub fn to_config(&self) -> ServerConfig {
-        let access_url = self.access_url.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-            let mut addr = self.http_address;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{addr}")
-        });
+        let access_url = self
+            .access_url
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| {
+                let mut addr = self.http_address;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            });
         ServerConfig {
             http_address: self.http_address,
             access_url: access_url.trim_end_matches('/').to_string(),

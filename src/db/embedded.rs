@@ -98,6 +98,23 @@ impl BuiltinPostgres {
         self
     }
 
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    pub fn run_as(&self) -> Option<&RunAs> {
+        self.run_as.as_ref()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of another database of this cluster.
+    pub fn url_for_db(&self, db: &str) -> String {
+        url_for(self.port, &self.password, db)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }
@@ -331,10 +348,25 @@ pub fn url_for(port: u16, password: &str, db: &str) -> String {
     format!("postgres://{DB_USER}:{password}@127.0.0.1:{port}/{db}?sslmode=disable")
 }
 
-/// `initdb` on PATH, else the newest `/usr/lib/postgresql/<major>/bin`.
+/// Where Debian and Ubuntu install the server binaries, one folder per major version.
+const DEBIAN_LIB_DIR: &str = "/usr/lib/postgresql";
+
+/// `initdb` on PATH, else the newest `/usr/lib/postgresql/<major>/bin`. `CODER_BUILTIN_POSTGRES_LIB_DIR`
+/// replaces the Debian folder (a test hook, so the missing-binaries path can be exercised).
 pub fn find_bin_dir() -> Option<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).exists());
-    if let Some(path) = std::env::var_os("PATH") {
+    let lib_dir = std::env::var_os("CODER_BUILTIN_POSTGRES_LIB_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEBIAN_LIB_DIR));
+    find_bin_dir_in(std::env::var_os("PATH"), &lib_dir)
+}
+
+fn find_bin_dir_in(path: Option<std::ffi::OsString>, lib_dir: &Path) -> Option<PathBuf> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).exists())
+    };
+    if let Some(path) = path {
         for dir in std::env::split_paths(&path) {
             if has_all(&dir) {
                 // Debian links initdb into /usr/bin only sometimes; resolve to the real bin dir for psql.
@@ -345,7 +377,7 @@ pub fn find_bin_dir() -> Option<PathBuf> {
             }
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(lib_dir)
         .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -422,7 +454,9 @@ fn port_is_free(port: u16) -> bool {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Waits for a TCP port to accept connections (used by callers that start a cluster in the background).
@@ -435,4 +469,36 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_newest_debian_version_and_nothing_in_empty_dirs() {
+        let root = tempfile::tempdir().unwrap();
+        for major in ["13", "15", "9"] {
+            let bin = root.path().join(major).join("bin");
+            fs::create_dir_all(&bin).unwrap();
+            for tool in ["initdb", "pg_ctl", "postgres"] {
+                fs::write(bin.join(tool), "").unwrap();
+            }
+        }
+        let found = find_bin_dir_in(None, root.path()).unwrap();
+        assert_eq!(found, root.path().join("15").join("bin"));
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            find_bin_dir_in(Some("/nonexistent".into()), empty.path()),
+            None
+        );
+    }
+
+    #[test]
+    fn url_shape() {
+        assert_eq!(
+            url_for(5432, "pw", "coder"),
+            "postgres://coder:pw@127.0.0.1:5432/coder?sslmode=disable"
+        );
+    }
 }

@@ -17,8 +17,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. Connection attempts are bounded so a database outage turns into 503s, not hangs.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?
-        .application_name("coderd");
+    let options = PgConnectOptions::from_str(url)?.application_name("coderd");
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -83,10 +82,14 @@ pub async fn get_or_insert_site_config(
     key: &str,
     value: &str,
 ) -> Result<String, sqlx::Error> {
-    sqlx::query("INSERT INTO site_configs (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-        .bind(key)
-        .bind(value)
-        .execute(pool)
-        .await?;
-    Ok(get_site_config(pool, key).await?.unwrap_or_else(|| value.to_string()))
+    sqlx::query(
+        "INSERT INTO site_configs (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(pool)
+    .await?;
+    Ok(get_site_config(pool, key)
+        .await?
+        .unwrap_or_else(|| value.to_string()))
 }

@@ -64,7 +64,9 @@ async fn get_organization(
     auth: Auth,
     Path(organization): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(ok(resolve_org(&state, &auth, &organization, Action::Read).await?))
+    Ok(ok(
+        resolve_org(&state, &auth, &organization, Action::Read).await?
+    ))
 }
 
 async fn list_members(

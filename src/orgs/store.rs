@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::{Organization, EVERYONE_GROUP};
 
-const COLUMNS: &str = "id, name, display_name, description, icon, created_at, updated_at, is_default";
+const COLUMNS: &str =
+    "id, name, display_name, description, icon, created_at, updated_at, is_default";
 
 pub async fn insert(
     conn: impl PgExecutor<'_>,
@@ -114,11 +115,13 @@ pub async fn add_member(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(org_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -162,7 +165,15 @@ pub async fn ensure_default(
     if let Some(org) = default_org(&mut *conn).await? {
         return Ok(org);
     }
-    let org = insert(&mut *conn, Uuid::new_v4(), super::DEFAULT_ORG_NAME, "Coder", true, now).await?;
+    let org = insert(
+        &mut *conn,
+        Uuid::new_v4(),
+        super::DEFAULT_ORG_NAME,
+        "Coder",
+        true,
+        now,
+    )
+    .await?;
     insert_everyone_group(&mut *conn, org.id).await?;
     Ok(org)
 }

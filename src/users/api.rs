@@ -116,7 +116,11 @@ impl Validate for CreateUserRequest {
             self.login_type.as_str(),
             "" | "password" | "github" | "oidc" | "none"
         ) {
-            v.push(validate::tag_failed("login_type", "oneof", &self.login_type));
+            v.push(validate::tag_failed(
+                "login_type",
+                "oneof",
+                &self.login_type,
+            ));
         }
         if let Some(status) = &self.user_status {
             if !matches!(status.as_str(), "active" | "dormant") {
@@ -165,8 +169,7 @@ async fn verify_password(plain: String, hash: String) -> ApiResult<bool> {
 
 fn check_strength(plain: &str) -> ApiResult<()> {
     password::validate_strength(plain).map_err(|detail| {
-        ApiError::bad_request("Password not strong enough!")
-            .validation("password", detail)
+        ApiError::bad_request("Password not strong enough!").validation("password", detail)
     })
 }
 
@@ -227,7 +230,11 @@ fn session_cookie(token: &str, max_age: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("coder_session_token=; Path=/; Max-Age=0"))
 }
 
-fn parse_time(key: &str, value: Option<String>, errors: &mut Vec<Validation>) -> Option<DateTime<Utc>> {
+fn parse_time(
+    key: &str,
+    value: Option<String>,
+    errors: &mut Vec<Validation>,
+) -> Option<DateTime<Utc>> {
     let value = value?;
     match DateTime::parse_from_rfc3339(&value.to_uppercase()) {
         Ok(t) => Some(t.with_timezone(&Utc)),
@@ -261,7 +268,9 @@ async fn create_first_user(
     Json(req): Json<CreateFirstUserRequest>,
 ) -> ApiResult<Response> {
     if store::any_human(&state.pool).await? {
-        return Err(ApiError::conflict("The initial user has already been created."));
+        return Err(ApiError::conflict(
+            "The initial user has already been created.",
+        ));
     }
     check_strength(&req.password)?;
     let hashed = hash_password(&state, req.password.clone()).await?;
@@ -273,7 +282,9 @@ async fn create_first_user(
         .execute(&mut *tx)
         .await?;
     if store::any_human(&mut *tx).await? {
-        return Err(ApiError::conflict("The initial user has already been created."));
+        return Err(ApiError::conflict(
+            "The initial user has already been created.",
+        ));
     }
     let org = orgs::store::ensure_default(&mut tx, now).await?;
     let roles = vec![rbac::ROLE_OWNER.to_string()];
@@ -425,7 +436,10 @@ async fn create_user(
     auth: Auth,
     Json(req): Json<CreateUserRequest>,
 ) -> ApiResult<Response> {
-    if !auth.subject.can(Action::Create, Object::new(Resource::User)) {
+    if !auth
+        .subject
+        .can(Action::Create, Object::new(Resource::User))
+    {
         return Err(ApiError::forbidden());
     }
     let mut org_ids = req.organization_ids.clone();
@@ -450,10 +464,13 @@ async fn create_user(
         let org = org.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("Organization does not exist with the provided id {id:?}."),
+                format!("Organization does not exist with the provided id \"{id}\"."),
             )
         })?;
-        if !orgs_resolved.iter().any(|o: &orgs::Organization| o.id == org.id) {
+        if !orgs_resolved
+            .iter()
+            .any(|o: &orgs::Organization| o.id == org.id)
+        {
             orgs_resolved.push(org);
         }
     }
@@ -516,9 +533,10 @@ async fn list_users(
     Query(params): Query<QueryMap>,
 ) -> ApiResult<Response> {
     let page = Pagination::from_query(&params)?;
-    let invalid = |v: Vec<Validation>| ApiError::bad_request("Invalid user search query.").validations(v);
-    let q = SearchQuery::parse(params.get("q").map(String::as_str).unwrap_or(""))
-        .map_err(invalid)?;
+    let invalid =
+        |v: Vec<Validation>| ApiError::bad_request("Invalid user search query.").validations(v);
+    let q =
+        SearchQuery::parse(params.get("q").map(String::as_str).unwrap_or("")).map_err(invalid)?;
     let mut errors = q.check_keys(&[
         "search",
         "status",
@@ -552,10 +570,26 @@ async fn list_users(
         visible_orgs: auth.subject.orgs_with(Action::Read, Resource::User),
         ..Default::default()
     };
-    filter.created_after = parse_time("created_after", q.single("created_after", &mut errors), &mut errors);
-    filter.created_before = parse_time("created_before", q.single("created_before", &mut errors), &mut errors);
-    filter.last_seen_after = parse_time("last_seen_after", q.single("last_seen_after", &mut errors), &mut errors);
-    filter.last_seen_before = parse_time("last_seen_before", q.single("last_seen_before", &mut errors), &mut errors);
+    filter.created_after = parse_time(
+        "created_after",
+        q.single("created_after", &mut errors),
+        &mut errors,
+    );
+    filter.created_before = parse_time(
+        "created_before",
+        q.single("created_before", &mut errors),
+        &mut errors,
+    );
+    filter.last_seen_after = parse_time(
+        "last_seen_after",
+        q.single("last_seen_after", &mut errors),
+        &mut errors,
+    );
+    filter.last_seen_before = parse_time(
+        "last_seen_before",
+        q.single("last_seen_before", &mut errors),
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
@@ -572,8 +606,14 @@ async fn list_users(
         None => None,
     };
     let mut conn = state.pool.acquire().await?;
-    let (rows, count) =
-        store::list(&mut conn, &filter, page.sql_limit(), page.offset, after_username).await?;
+    let (rows, count) = store::list(
+        &mut conn,
+        &filter,
+        page.sql_limit(),
+        page.offset,
+        after_username,
+    )
+    .await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let mut orgs = store::organization_ids(&mut *conn, &ids).await?;
     let users = rows
@@ -592,11 +632,12 @@ async fn get_roles(
     Path(user): Path<String>,
 ) -> ApiResult<Response> {
     let row = resolve_user(&state, &auth, &user, Action::Read).await?;
-    let memberships: Vec<(Uuid, Vec<String>)> =
-        sqlx::query_as("SELECT organization_id, roles FROM organization_members WHERE user_id = $1")
-            .bind(row.id)
-            .fetch_all(&state.pool)
-            .await?;
+    let memberships: Vec<(Uuid, Vec<String>)> = sqlx::query_as(
+        "SELECT organization_id, roles FROM organization_members WHERE user_id = $1",
+    )
+    .bind(row.id)
+    .fetch_all(&state.pool)
+    .await?;
     Ok(ok(UserRoles {
         roles: row.rbac_roles,
         organization_roles: memberships.into_iter().collect(),
@@ -610,7 +651,10 @@ async fn put_roles(
     Json(req): Json<UpdateRoles>,
 ) -> ApiResult<Response> {
     let row = resolve_user(&state, &auth, &user, Action::Update).await?;
-    if !auth.subject.can(Action::Update, Object::new(Resource::User)) {
+    if !auth
+        .subject
+        .can(Action::Update, Object::new(Resource::User))
+    {
         return Err(ApiError::forbidden());
     }
     if row.id == auth.user_id() {
@@ -638,9 +682,17 @@ async fn put_roles(
     Ok(ok(to_user_json(&state, updated).await?))
 }
 
-async fn set_status(state: AppState, auth: Auth, user: String, status: &str) -> ApiResult<Response> {
+async fn set_status(
+    state: AppState,
+    auth: Auth,
+    user: String,
+    status: &str,
+) -> ApiResult<Response> {
     let row = resolve_user(&state, &auth, &user, Action::Update).await?;
-    if !auth.subject.can(Action::Update, Object::new(Resource::User)) {
+    if !auth
+        .subject
+        .can(Action::Update, Object::new(Resource::User))
+    {
         return Err(ApiError::forbidden());
     }
     if row.id == auth.user_id() && status == "suspended" {

@@ -36,8 +36,13 @@ impl HashParams {
 pub struct HashError(String);
 
 pub fn hash(password: &str, params: HashParams) -> Result<String, HashError> {
-    let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-        .map_err(|e| HashError(e.to_string()))?;
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(|e| HashError(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::UserRow;
 
-const COLUMNS: &str = "id, email, username, name, hashed_password, created_at, updated_at, last_seen_at,
+const COLUMNS: &str =
+    "id, email, username, name, hashed_password, created_at, updated_at, last_seen_at,
     status, rbac_roles, login_type, avatar_url, theme_preference, deleted, is_system";
 
 pub struct NewUser<'a> {
@@ -179,7 +180,9 @@ const FILTER: &str = "NOT u.deleted
         SELECT 1 FROM organization_members m WHERE m.user_id = u.id AND m.organization_id = ANY($12)))";
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// One page of users ordered by username, and the total count of matches.

@@ -1,0 +1,9 @@
+//! Integration tests: one binary, modules per domain. See `harness` for how the database and the server
+//! are set up.
+
+mod harness;
+
+mod errors;
+mod orgs;
+mod server_process;
+mod users;
