@@ -14,4 +14,5 @@ pub mod orgs;
 pub mod prebuilds;
 pub mod rbac;
 pub mod server;
+pub mod templates;
 pub mod users;

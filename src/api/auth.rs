@@ -127,9 +127,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
                 user = updated;
             }
         }
-        other => return Err(ApiError::unauthorized(format!(
+        other => {
+            return Err(ApiError::unauthorized(format!(
             "User is not active (status = {other:?}). Contact an admin to reactivate your account."
-        ))),
+        )))
+        }
     }
     if let Some((last_used, expires_at)) =
         keys::refresh(now, row.last_used, row.expires_at, row.lifetime_seconds)

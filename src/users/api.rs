@@ -427,6 +427,12 @@ async fn get_user(
     auth: Auth,
     Path(user): Path<String>,
 ) -> ApiResult<Response> {
+    if user == "me" {
+        // The hot path: everything is already loaded by authentication, no further query.
+        let mut orgs: Vec<Uuid> = auth.subject.org_roles.keys().copied().collect();
+        orgs.sort();
+        return Ok(ok(User::from_row(auth.user.clone(), orgs)));
+    }
     let row = resolve_user(&state, &auth, &user, Action::Read).await?;
     Ok(ok(to_user_json(&state, row).await?))
 }

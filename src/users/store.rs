@@ -137,7 +137,7 @@ pub async fn organization_ids(
     let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT m.user_id, m.organization_id FROM organization_members m
          JOIN organizations o ON o.id = m.organization_id
-         WHERE m.user_id = ANY($1) ORDER BY o.created_at, o.id",
+         WHERE m.user_id = ANY($1) ORDER BY m.organization_id",
     )
     .bind(user_ids)
     .fetch_all(conn)
