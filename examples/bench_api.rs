@@ -111,6 +111,11 @@ async fn main() {
         .expect("login body");
     let token = r["session_token"].as_str().expect("token").to_string();
 
+    // wrk (C, light) measures the server with the least client overhead on a small machine; the
+    // in-process reqwest load below runs too, for machines without wrk and for comparison.
+    if let Some(report) = run_wrk(&base, &token, seconds, clients) {
+        println!("{report}");
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -147,7 +152,7 @@ async fn main() {
     }
     all.sort_unstable();
     println!(
-        "GET /api/v2/users/me, {clients} clients, {seconds} s: {} requests, {:.0} req/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, errors {errors}",
+        "reqwest load: GET /api/v2/users/me, {clients} clients, {seconds} s: {} requests, {:.0} req/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, errors {errors}",
         all.len(),
         all.len() as f64 / seconds as f64,
         percentile(&all, 0.50),
@@ -155,4 +160,42 @@ async fn main() {
         percentile(&all, 0.99),
     );
     stop(server);
+}
+
+/// Runs `wrk` if installed and summarises its latency distribution.
+fn run_wrk(base: &str, token: &str, seconds: u64, clients: usize) -> Option<String> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{clients}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Coder-Session-Token: {token}"),
+            &format!("{base}/api/v2/users/me"),
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    let errors = text
+        .lines()
+        .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .unwrap_or("errors 0")
+        .trim()
+        .to_string();
+    Some(format!(
+        "wrk load: GET /api/v2/users/me, {clients} connections, {seconds} s: {} req/s, p50 {}, p90 {}, p99 {}, {errors}",
+        field("Requests/sec:"),
+        field("50%"),
+        field("90%"),
+        field("99%"),
+    ))
 }

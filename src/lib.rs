@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod duration;
+pub mod files;
 pub mod logging;
 pub mod orgs;
 pub mod prebuilds;

@@ -80,7 +80,7 @@ where
         }
     };
     let result = async {
-        let pool = db::connect(&url, 30)
+        let pool = db::connect(&url, config.postgres_conn_max_open)
             .await
             .context("connect to PostgreSQL")?;
         db::migrate(&pool).await.context("migrate database")?;

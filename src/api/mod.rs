@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/experiments", get(experiments))
         .route("/experiments/available", get(experiments_available))
         .merge(crate::users::api::routes())
+        .merge(crate::files::api::routes())
         .merge(crate::orgs::api::routes())
         .fallback(route_not_found)
 }

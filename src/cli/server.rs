@@ -35,6 +35,10 @@ pub struct ServerArgs {
     #[arg(long, env = "CODER_PG_CONNECTION_URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
 
+    /// Maximum number of open connections to the database.
+    #[arg(long, env = "CODER_PG_CONN_MAX_OPEN", default_value_t = 10)]
+    pub postgres_conn_max_open: u32,
+
     /// Directory for the built-in database and the workspaces of the local runtime.
     #[arg(
         long,
@@ -204,6 +208,7 @@ impl ServerArgs {
             http_address: self.http_address,
             access_url: access_url.trim_end_matches('/').to_string(),
             postgres_url: self.postgres_url.clone().filter(|s| !s.is_empty()),
+            postgres_conn_max_open: self.postgres_conn_max_open.max(1),
             cache_dir: self.cache_dir(),
             experiments: Experiments::parse(&self.experiments),
             provisioner_daemons: self.provisioner_daemons,

@@ -4,6 +4,7 @@
 mod harness;
 
 mod errors;
+mod files;
 mod orgs;
 mod server_process;
 mod users;
