@@ -13,6 +13,7 @@ pub mod files;
 pub mod logging;
 pub mod orgs;
 pub mod prebuilds;
+pub mod provisioner;
 pub mod rbac;
 pub mod server;
 pub mod templates;

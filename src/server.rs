@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::app::{self, AppState};
@@ -103,8 +104,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let state = AppState::new(pool, config.clone(), Arc::new(SystemClock)).await?;
         tracing::info!(target: "coderd", "Started HTTP listener at http://{local}");
         tracing::info!(target: "coderd", "View the Web UI: {}", config.access_url);
+        let background = CancellationToken::new();
+        let tasks = crate::provisioner::daemon::start(
+            state.clone(),
+            config.provisioner_daemons,
+            background.clone(),
+        );
         app::serve(listener, app::router(state), shutdown_signal()).await?;
         tracing::info!(target: "coderd", "HTTP server stopped");
+        // Daemons finish their current job step; a job cut short is failed by the stale detector.
+        background.cancel();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures::future::join_all(tasks),
+        )
+        .await;
         Ok(())
     })
     .await

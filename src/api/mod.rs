@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::users::api::routes())
         .merge(crate::files::api::routes())
         .merge(crate::orgs::api::routes())
+        .merge(crate::templates::api::routes())
         .fallback(route_not_found)
 }
 

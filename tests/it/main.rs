@@ -7,4 +7,5 @@ mod errors;
 mod files;
 mod orgs;
 mod server_process;
+mod templates;
 mod users;

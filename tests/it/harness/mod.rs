@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod pg;
+pub mod templates;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,8 @@ impl TestApp {
             }),
         );
         let router = app::router_with(state.clone(), extra);
+        let daemons = state.config.provisioner_daemons;
+        coder::provisioner::daemon::start(state.clone(), daemons, shutdown.clone());
         tokio::spawn(async move {
             let _ = app::serve(listener, router, async move { token.cancelled().await }).await;
         });

@@ -1,0 +1,825 @@
+//! HTTP handlers for template versions (create → import job), their parameters, variables, presets and
+//! logs, and templates (create, read, list, promote a version).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::store::{self, Template, TemplateRow};
+use super::versions::{self, VersionRow};
+use crate::api::auth::Auth;
+use crate::api::error::{ApiError, ApiResult, MessageResponse, Validation};
+use crate::api::json::{created, ok, Json, Validate};
+use crate::api::query::QueryMap;
+use crate::api::validate;
+use crate::app::AppState;
+use crate::db;
+use crate::orgs::api::resolve_org;
+use crate::provisioner::{self, jobs, JobInput};
+use crate::rbac::{Action, Object, Resource};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/organizations/{organization}/templateversions",
+            post(create_version),
+        )
+        .route(
+            "/organizations/{organization}/templates",
+            get(list_org_templates).post(create_template),
+        )
+        .route(
+            "/organizations/{organization}/templates/{templatename}",
+            get(get_org_template),
+        )
+        .route("/templates", get(list_all_templates))
+        .route("/templates/{template}", get(get_template))
+        .route(
+            "/templates/{template}/versions",
+            get(list_versions).patch(promote_version),
+        )
+        .route(
+            "/templates/{template}/versions/{templateversionname}",
+            get(get_version_by_name),
+        )
+        .route("/templateversions/{templateversion}", get(get_version))
+        .route(
+            "/templateversions/{templateversion}/rich-parameters",
+            get(rich_parameters),
+        )
+        .route(
+            "/templateversions/{templateversion}/variables",
+            get(variables),
+        )
+        .route("/templateversions/{templateversion}/presets", get(presets))
+        .route("/templateversions/{templateversion}/logs", get(logs))
+}
+
+pub fn parse_uuid(value: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(value).map_err(|_| ApiError::invalid_uuid("id", value))
+}
+
+fn template_object(org: Uuid) -> Object {
+    Object::new(Resource::Template).in_org(org)
+}
+
+/// Loads a version the caller may read (404 otherwise).
+async fn load_version(state: &AppState, auth: &Auth, id: &str) -> ApiResult<VersionRow> {
+    let id = parse_uuid(id)?;
+    let row = versions::get(&state.pool, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !auth
+        .subject
+        .can(Action::Read, template_object(row.organization_id))
+    {
+        return Err(ApiError::not_found());
+    }
+    Ok(row)
+}
+
+/// Loads a template the caller may read (404 otherwise).
+async fn load_template(state: &AppState, auth: &Auth, id: &str) -> ApiResult<TemplateRow> {
+    let id = parse_uuid(id)?;
+    let row = store::get(&state.pool, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !auth
+        .subject
+        .can(Action::Read, template_object(row.organization_id))
+    {
+        return Err(ApiError::not_found());
+    }
+    Ok(row)
+}
+
+fn require_update(auth: &Auth, org: Uuid) -> ApiResult<()> {
+    if auth.subject.can(Action::Update, template_object(org)) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
+    }
+}
+
+// ---- template versions ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CreateTemplateVersionRequest {
+    pub name: String,
+    pub message: String,
+    pub template_id: Option<Uuid>,
+    pub storage_method: String,
+    pub file_id: Option<Uuid>,
+    pub example_id: String,
+    pub provisioner: String,
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+impl Validate for CreateTemplateVersionRequest {
+    fn validate(&self) -> Vec<Validation> {
+        let mut v = Vec::new();
+        if self.storage_method.is_empty() {
+            v.push(Validation::required("storage_method"));
+        } else if self.storage_method != "file" {
+            v.push(validate::tag_failed(
+                "storage_method",
+                "oneof",
+                &self.storage_method,
+            ));
+        }
+        if self.provisioner.is_empty() {
+            v.push(Validation::required("provisioner"));
+        } else if !matches!(self.provisioner.as_str(), "terraform" | "echo") {
+            v.push(validate::tag_failed(
+                "provisioner",
+                "oneof",
+                &self.provisioner,
+            ));
+        }
+        if !self.name.is_empty() && validate::version_name_error(&self.name).is_some() {
+            v.push(validate::tag_failed(
+                "name",
+                "template_version_name",
+                &self.name,
+            ));
+        }
+        if self.message.len() > 1 << 20 {
+            v.push(validate::tag_failed("message", "lt", "1048576"));
+        }
+        v
+    }
+}
+
+async fn create_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(organization): Path<String>,
+    Json(req): Json<CreateTemplateVersionRequest>,
+) -> ApiResult<Response> {
+    let org = resolve_org(&state, &auth, &organization, Action::Read).await?;
+    if !auth.subject.can(Action::Create, template_object(org.id)) {
+        return Err(ApiError::forbidden());
+    }
+    if !req.example_id.is_empty() {
+        return Err(ApiError::bad_request("Example not found.")
+            .detail("Template examples are not available on this server."));
+    }
+    let file_id = req
+        .file_id
+        .filter(|id| !id.is_nil())
+        .ok_or_else(|| ApiError::validation_failed(vec![Validation::required("file_id")]))?;
+    let file_exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM files WHERE id = $1)")
+        .bind(file_id)
+        .fetch_one(&state.pool)
+        .await?;
+    if !file_exists {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "File not found."));
+    }
+    let template_id = req.template_id.filter(|id| !id.is_nil());
+    if let Some(tid) = template_id {
+        let t = store::get(&state.pool, tid).await?;
+        if t.map(|t| t.organization_id) != Some(org.id) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "Template does not exist.",
+            ));
+        }
+    }
+    let name = if req.name.is_empty() {
+        versions::random_name()
+    } else {
+        req.name.clone()
+    };
+    let mut tags = provisioner::default_tags();
+    if let Some(extra) = &req.tags {
+        tags.extend(extra.clone());
+    }
+    let now = state.clock.now();
+    let version_id = Uuid::new_v4();
+    let job_id = Uuid::new_v4();
+    let mut tx = state.pool.begin().await?;
+    let job = jobs::insert(
+        &mut tx,
+        &jobs::NewJob {
+            id: job_id,
+            organization_id: org.id,
+            initiator_id: auth.user_id(),
+            provisioner: &req.provisioner,
+            job_type: provisioner::TYPE_TEMPLATE_VERSION_IMPORT,
+            input: &JobInput {
+                template_version_id: Some(version_id),
+                workspace_build_id: None,
+            },
+            file_id,
+            tags: &tags,
+            now,
+        },
+    )
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO template_versions (id, template_id, organization_id, created_at, updated_at, name, message,
+                                        job_id, created_by)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+    )
+    .bind(version_id)
+    .bind(template_id)
+    .bind(org.id)
+    .bind(now)
+    .bind(&name)
+    .bind(&req.message)
+    .bind(job_id)
+    .bind(auth.user_id())
+    .execute(&mut *tx)
+    .await;
+    if let Err(err) = inserted {
+        return Err(match db::unique_violation(&err) {
+            Some(_) => ApiError::conflict(format!(
+                "A template version with name {name:?} already exists for this template."
+            ))
+            .validation("name", "This value is already in use and should be unique."),
+            None => err.into(),
+        });
+    }
+    // Answer with the state as committed (pending); a daemon may pick the job up right after.
+    let row = versions::get(&mut *tx, version_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let (pos, size) = jobs::queue_position(&mut *tx, &job).await?;
+    tx.commit().await?;
+    Ok(created(versions::with_job(row, &job, pos, size)))
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let row = load_version(&state, &auth, &id).await?;
+    Ok(ok(versions::to_json(&state.pool, row).await?))
+}
+
+/// Coder's `codersdk.TemplateVersionParameter`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TemplateVersionParameter {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    pub description: String,
+    pub description_plaintext: String,
+    pub r#type: String,
+    pub mutable: bool,
+    pub default_value: String,
+    pub icon: String,
+    pub options: Vec<ParameterOption>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub validation_error: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub validation_regex: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_min: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_max: Option<i32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub validation_monotonic: String,
+    pub required: bool,
+    pub ephemeral: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ParameterOption {
+    pub name: String,
+    pub description: String,
+    pub value: String,
+    pub icon: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ParameterRow {
+    name: String,
+    display_name: String,
+    description: String,
+    r#type: String,
+    mutable: bool,
+    default_value: String,
+    icon: String,
+    options: sqlx::types::Json<Vec<ParameterOption>>,
+    validation_regex: String,
+    validation_min: Option<i32>,
+    validation_max: Option<i32>,
+    validation_error: String,
+    validation_monotonic: String,
+    required: bool,
+    ephemeral: bool,
+}
+
+async fn rich_parameters(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    let rows: Vec<ParameterRow> = sqlx::query_as(
+        "SELECT name, display_name, description, type, mutable, default_value, icon, options, validation_regex,
+                validation_min, validation_max, validation_error, validation_monotonic, required, ephemeral
+         FROM template_version_parameters WHERE template_version_id = $1 ORDER BY display_order, name",
+    )
+    .bind(version.id)
+    .fetch_all(&state.pool)
+    .await?;
+    let out: Vec<TemplateVersionParameter> = rows
+        .into_iter()
+        .map(|r| TemplateVersionParameter {
+            description_plaintext: r.description.clone(),
+            name: r.name,
+            display_name: r.display_name,
+            description: r.description,
+            r#type: r.r#type,
+            mutable: r.mutable,
+            default_value: r.default_value,
+            icon: r.icon,
+            options: r.options.0,
+            validation_error: r.validation_error,
+            validation_regex: r.validation_regex,
+            validation_min: r.validation_min,
+            validation_max: r.validation_max,
+            validation_monotonic: r.validation_monotonic,
+            required: r.required,
+            ephemeral: r.ephemeral,
+        })
+        .collect();
+    Ok(ok(out))
+}
+
+/// Coder's `codersdk.TemplateVersionVariable`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow)]
+pub struct TemplateVersionVariable {
+    pub name: String,
+    pub description: String,
+    pub r#type: String,
+    pub value: String,
+    pub default_value: String,
+    pub required: bool,
+    pub sensitive: bool,
+}
+
+async fn variables(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    let mut rows: Vec<TemplateVersionVariable> = sqlx::query_as(
+        "SELECT name, description, type, value, default_value, required, sensitive
+         FROM template_version_variables WHERE template_version_id = $1 ORDER BY name",
+    )
+    .bind(version.id)
+    .fetch_all(&state.pool)
+    .await?;
+    for v in rows.iter_mut().filter(|v| v.sensitive) {
+        v.value = "*redacted*".into();
+        v.default_value = "*redacted*".into();
+    }
+    Ok(ok(rows))
+}
+
+/// Coder's `codersdk.Preset`: no JSON tags upstream, so the keys are the Go field names. The fields after
+/// `Icon` are this server's additions (prebuild settings), documented in docs/api.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[allow(non_snake_case)]
+pub struct Preset {
+    pub ID: Uuid,
+    pub Name: String,
+    pub Parameters: Option<Vec<PresetParameter>>,
+    pub Default: bool,
+    pub DesiredPrebuildInstances: Option<i32>,
+    pub Description: String,
+    pub Icon: String,
+    pub PrebuildTTLSeconds: Option<i32>,
+    pub PrebuildSchedulingTimezone: String,
+    pub PrebuildSchedules: Option<Vec<PresetSchedule>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[allow(non_snake_case)]
+pub struct PresetParameter {
+    pub Name: String,
+    pub Value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[allow(non_snake_case)]
+pub struct PresetSchedule {
+    pub Cron: String,
+    pub Instances: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct PresetRow {
+    id: Uuid,
+    name: String,
+    is_default: bool,
+    desired_instances: Option<i32>,
+    description: String,
+    icon: String,
+    invalidate_after_secs: Option<i32>,
+    scheduling_timezone: String,
+    parameters: sqlx::types::Json<Vec<(String, String)>>,
+    schedules: sqlx::types::Json<Vec<(String, i32)>>,
+}
+
+async fn presets(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    let rows: Vec<PresetRow> = sqlx::query_as(
+        "SELECT p.id, p.name, p.is_default, p.desired_instances, p.description, p.icon, p.invalidate_after_secs,
+                p.scheduling_timezone,
+                COALESCE((SELECT json_agg(json_build_array(pp.name, pp.value) ORDER BY pp.name)
+                          FROM template_version_preset_parameters pp WHERE pp.template_version_preset_id = p.id),
+                         '[]'::json) AS parameters,
+                COALESCE((SELECT json_agg(json_build_array(s.cron_expression, s.desired_instances) ORDER BY s.position)
+                          FROM template_version_preset_prebuild_schedules s WHERE s.preset_id = p.id),
+                         '[]'::json) AS schedules
+         FROM template_version_presets p WHERE p.template_version_id = $1 ORDER BY p.name",
+    )
+    .bind(version.id)
+    .fetch_all(&state.pool)
+    .await?;
+    // Coder answers `null`, not `[]`, for a version without presets (and for a preset without parameters).
+    let out: Option<Vec<Preset>> = (!rows.is_empty()).then(|| {
+        rows.into_iter()
+            .map(|r| Preset {
+                ID: r.id,
+                Name: r.name,
+                Parameters: (!r.parameters.0.is_empty()).then(|| {
+                    r.parameters
+                        .0
+                        .into_iter()
+                        .map(|(name, value)| PresetParameter {
+                            Name: name,
+                            Value: value,
+                        })
+                        .collect()
+                }),
+                Default: r.is_default,
+                DesiredPrebuildInstances: r.desired_instances,
+                Description: r.description,
+                Icon: r.icon,
+                PrebuildTTLSeconds: r.invalidate_after_secs,
+                PrebuildSchedulingTimezone: r.scheduling_timezone,
+                PrebuildSchedules: (!r.schedules.0.is_empty()).then(|| {
+                    r.schedules
+                        .0
+                        .into_iter()
+                        .map(|(cron, instances)| PresetSchedule {
+                            Cron: cron,
+                            Instances: instances,
+                        })
+                        .collect()
+                }),
+            })
+            .collect()
+    });
+    Ok(ok(out))
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    if q.contains_key("follow") {
+        return Err(
+            ApiError::bad_request("Following logs is not supported yet.")
+                .detail("Poll this endpoint with ?after=<last log id> instead."),
+        );
+    }
+    let int = |key: &str| -> ApiResult<Option<i64>> {
+        match q.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request("Query parameters have invalid values.").validation(
+                    key,
+                    format!("Query param {key:?} must be a valid integer: {v:?}"),
+                )
+            }),
+        }
+    };
+    let (after, before) = (int("after")?, int("before")?);
+    let lines = jobs::logs(&state.pool, version.job_id, after, before).await?;
+    Ok(ok(lines))
+}
+
+// ---- templates -----------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CreateTemplateRequest {
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub template_version_id: Option<Uuid>,
+    pub default_ttl_ms: Option<i64>,
+    pub activity_bump_ms: Option<i64>,
+    pub allow_user_cancel_workspace_jobs: Option<bool>,
+    pub allow_user_autostart: Option<bool>,
+    pub allow_user_autostop: Option<bool>,
+    pub failure_ttl_ms: Option<i64>,
+    pub dormant_ttl_ms: Option<i64>,
+    pub delete_ttl_ms: Option<i64>,
+    pub require_active_version: bool,
+}
+
+impl Validate for CreateTemplateRequest {
+    fn validate(&self) -> Vec<Validation> {
+        let mut v = Vec::new();
+        if self.name.is_empty() {
+            v.push(Validation::required("name"));
+        } else if validate::name_error(&self.name).is_some() {
+            v.push(validate::tag_failed("name", "template_name", &self.name));
+        }
+        if validate::display_name_error(&self.display_name).is_some() {
+            v.push(validate::tag_failed(
+                "display_name",
+                "template_display_name",
+                &self.display_name,
+            ));
+        }
+        if self.description.chars().count() > 128 {
+            v.push(validate::tag_failed("description", "lt", "128"));
+        }
+        if self.template_version_id.is_none_or(|id| id.is_nil()) {
+            v.push(Validation::required("template_version_id"));
+        }
+        v
+    }
+}
+
+async fn create_template(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(organization): Path<String>,
+    Json(req): Json<CreateTemplateRequest>,
+) -> ApiResult<Response> {
+    let org = resolve_org(&state, &auth, &organization, Action::Read).await?;
+    if !auth.subject.can(Action::Create, template_object(org.id)) {
+        return Err(ApiError::forbidden());
+    }
+    let mut negative = Vec::new();
+    for (field, value) in [
+        ("default_ttl_ms", req.default_ttl_ms),
+        ("activity_bump_ms", req.activity_bump_ms),
+        ("failure_ttl_ms", req.failure_ttl_ms),
+        ("dormant_ttl_ms", req.dormant_ttl_ms),
+        ("delete_ttl_ms", req.delete_ttl_ms),
+    ] {
+        if value.is_some_and(|v| v < 0) {
+            negative.push(Validation::new(field, "Must be a positive integer."));
+        }
+    }
+    if !negative.is_empty() {
+        return Err(ApiError::bad_request("Invalid create template request.").validations(negative));
+    }
+    let version_id = req.template_version_id.unwrap_or_default();
+    let version = versions::get(&state.pool, version_id)
+        .await?
+        .filter(|v| v.organization_id == org.id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "Template version {:?} does not exist.",
+                    version_id.to_string()
+                ),
+            )
+        })?;
+    if version.template_id.is_some() {
+        return Err(ApiError::bad_request(format!(
+            "Template version {version_id} is already part of a template"
+        ))
+        .validation(
+            "template_version_id",
+            "Template version is already part of a template",
+        ));
+    }
+    let job = jobs::get(&state.pool, version.job_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if job.job_status != "succeeded" {
+        return Err(ApiError::bad_request(format!(
+            "The provided template version {:?} has not imported successfully (status {:?}).",
+            version.name, job.job_status
+        )));
+    }
+    let now = state.clock.now();
+    let template_id = Uuid::new_v4();
+    let mut tx = state.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO templates (id, created_at, updated_at, organization_id, name, display_name, description, icon,
+                                provisioner, active_version_id, created_by, default_ttl_ms, activity_bump_ms,
+                                allow_user_autostart, allow_user_autostop, allow_user_cancel_workspace_jobs,
+                                failure_ttl_ms, time_til_dormant_ms, time_til_dormant_autodelete_ms,
+                                require_active_version)
+         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(template_id)
+    .bind(now)
+    .bind(org.id)
+    .bind(&req.name)
+    .bind(&req.display_name)
+    .bind(&req.description)
+    .bind(&req.icon)
+    .bind(&job.provisioner)
+    .bind(version.id)
+    .bind(auth.user_id())
+    .bind(req.default_ttl_ms.unwrap_or(0))
+    .bind(req.activity_bump_ms.unwrap_or(3_600_000))
+    .bind(req.allow_user_autostart.unwrap_or(true))
+    .bind(req.allow_user_autostop.unwrap_or(true))
+    .bind(req.allow_user_cancel_workspace_jobs.unwrap_or(false))
+    .bind(req.failure_ttl_ms.unwrap_or(0))
+    .bind(req.dormant_ttl_ms.unwrap_or(0))
+    .bind(req.delete_ttl_ms.unwrap_or(0))
+    .bind(req.require_active_version)
+    .execute(&mut *tx)
+    .await;
+    if let Err(err) = inserted {
+        return Err(match db::unique_violation(&err) {
+            Some(_) => {
+                ApiError::conflict(format!("Template with name {:?} already exists.", req.name))
+                    .validation("name", "This value is already in use and should be unique.")
+            }
+            None => err.into(),
+        });
+    }
+    // Guarded so two templates can never claim the same version.
+    let attached = sqlx::query(
+        "UPDATE template_versions SET template_id = $2, updated_at = $3 WHERE id = $1 AND template_id IS NULL",
+    )
+    .bind(version.id)
+    .bind(template_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if attached.rows_affected() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "Template version {version_id} is already part of a template"
+        )));
+    }
+    tx.commit().await?;
+    let row = store::get(&state.pool, template_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(created(Template::from(row)))
+}
+
+async fn get_template(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(Template::from(load_template(&state, &auth, &id).await?)))
+}
+
+async fn get_org_template(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((organization, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let org = resolve_org(&state, &auth, &organization, Action::Read).await?;
+    let row = store::by_name(&state.pool, org.id, &name)
+        .await?
+        .filter(|t| {
+            auth.subject
+                .can(Action::Read, template_object(t.organization_id))
+        })
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(Template::from(row)))
+}
+
+async fn list_org_templates(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(organization): Path<String>,
+) -> ApiResult<Response> {
+    let org = resolve_org(&state, &auth, &organization, Action::Read).await?;
+    if !auth.subject.can(Action::Read, template_object(org.id)) {
+        return Ok(ok(Vec::<Template>::new()));
+    }
+    let rows = store::list(&state.pool, Some(&[org.id])).await?;
+    Ok(ok(rows.into_iter().map(Template::from).collect::<Vec<_>>()))
+}
+
+async fn list_all_templates(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
+    let rows = store::list(&state.pool, None).await?;
+    let out: Vec<Template> = rows
+        .into_iter()
+        .filter(|t| {
+            auth.subject
+                .can(Action::Read, template_object(t.organization_id))
+        })
+        .map(Template::from)
+        .collect();
+    Ok(ok(out))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Query(q): Query<QueryMap>,
+) -> ApiResult<Response> {
+    let template = load_template(&state, &auth, &id).await?;
+    let include_archived = q.get("include_archived").is_some_and(|v| v == "true");
+    let rows = versions::list_for_template(&state.pool, template.id, include_archived).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(versions::to_json(&state.pool, row).await?);
+    }
+    Ok(ok(out))
+}
+
+async fn get_version_by_name(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let template = load_template(&state, &auth, &id).await?;
+    let row = versions::by_template_and_name(&state.pool, template.id, &name)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(versions::to_json(&state.pool, row).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpdateActiveTemplateVersion {
+    pub id: Option<Uuid>,
+}
+
+impl Validate for UpdateActiveTemplateVersion {
+    fn validate(&self) -> Vec<Validation> {
+        if self.id.is_none_or(|id| id.is_nil()) {
+            vec![Validation::required("id")]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+async fn promote_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateActiveTemplateVersion>,
+) -> ApiResult<Response> {
+    let template = load_template(&state, &auth, &id).await?;
+    require_update(&auth, template.organization_id)?;
+    let version_id = req.id.unwrap_or_default();
+    let version = versions::get(&state.pool, version_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "Template version not found.")
+                .validation("id", "template version not found")
+        })?;
+    if version.template_id != Some(template.id) {
+        return Err(ApiError::bad_request(
+            "The provided template version doesn't belong to the specified template.",
+        ));
+    }
+    let job = jobs::get(&state.pool, version.job_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if job.job_status != "succeeded" {
+        return Err(ApiError::bad_request(
+            "The provided template version must have imported successfully before it can be activated.",
+        )
+        .detail(format!("The import job's status is {:?}.", job.job_status)));
+    }
+    if version.archived {
+        return Err(ApiError::bad_request(
+            "The provided template version is archived.",
+        ));
+    }
+    sqlx::query("UPDATE templates SET active_version_id = $2, updated_at = $3 WHERE id = $1")
+        .bind(template.id)
+        .bind(version.id)
+        .bind(state.clock.now())
+        .execute(&state.pool)
+        .await?;
+    Ok(ok(MessageResponse::new(
+        "Updated the active template version!",
+    )))
+}
