@@ -133,13 +133,34 @@ pub async fn complete(
     error: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
+    // A successful result only lands if nobody canceled the job meanwhile; failures always land.
     let done = sqlx::query(
         "UPDATE provisioner_jobs SET completed_at = $4, updated_at = $4, error = $3
-         WHERE id = $1 AND worker_id = $2 AND completed_at IS NULL",
+         WHERE id = $1 AND worker_id = $2 AND completed_at IS NULL
+           AND ($3::text IS NOT NULL OR canceled_at IS NULL)",
     )
     .bind(id)
     .bind(worker)
     .bind(error)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Completes a job that was canceled while running (status becomes `canceled`), dropping its results.
+pub async fn finish_canceled(
+    conn: impl PgExecutor<'_>,
+    id: Uuid,
+    worker: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE provisioner_jobs SET completed_at = $3, updated_at = $3
+         WHERE id = $1 AND worker_id = $2 AND completed_at IS NULL AND canceled_at IS NOT NULL",
+    )
+    .bind(id)
+    .bind(worker)
     .bind(now)
     .execute(conn)
     .await?;

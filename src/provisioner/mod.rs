@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod jobs;
+pub mod logs;
 
 use std::collections::BTreeMap;
 

@@ -39,7 +39,12 @@ pub fn routes() -> Router<AppState> {
             get(get_org_template),
         )
         .route("/templates", get(list_all_templates))
-        .route("/templates/{template}", get(get_template))
+        .route(
+            "/templates/{template}",
+            get(get_template)
+                .patch(patch_template)
+                .delete(delete_template),
+        )
         .route(
             "/templates/{template}/versions",
             get(list_versions).patch(promote_version),
@@ -48,7 +53,22 @@ pub fn routes() -> Router<AppState> {
             "/templates/{template}/versions/{templateversionname}",
             get(get_version_by_name),
         )
-        .route("/templateversions/{templateversion}", get(get_version))
+        .route(
+            "/templateversions/{templateversion}",
+            get(get_version).patch(patch_version),
+        )
+        .route(
+            "/templateversions/{templateversion}/cancel",
+            axum::routing::patch(cancel_version),
+        )
+        .route(
+            "/templateversions/{templateversion}/archive",
+            post(archive_version),
+        )
+        .route(
+            "/templateversions/{templateversion}/unarchive",
+            post(unarchive_version),
+        )
         .route(
             "/templateversions/{templateversion}/rich-parameters",
             get(rich_parameters),
@@ -497,14 +517,12 @@ async fn logs(
     auth: Auth,
     Path(id): Path<String>,
     Query(q): Query<QueryMap>,
+    ws: Result<
+        axum::extract::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> ApiResult<Response> {
     let version = load_version(&state, &auth, &id).await?;
-    if q.contains_key("follow") {
-        return Err(
-            ApiError::bad_request("Following logs is not supported yet.")
-                .detail("Poll this endpoint with ?after=<last log id> instead."),
-        );
-    }
     let int = |key: &str| -> ApiResult<Option<i64>> {
         match q.get(key).filter(|v| !v.is_empty()) {
             None => Ok(None),
@@ -517,6 +535,18 @@ async fn logs(
         }
     };
     let (after, before) = (int("after")?, int("before")?);
+    if q.contains_key("follow") {
+        let ws = ws.map_err(|e| {
+            ApiError::bad_request("Following logs requires a websocket upgrade.")
+                .detail(e.to_string())
+        })?;
+        return Ok(crate::provisioner::logs::follow(
+            ws,
+            state,
+            version.job_id,
+            after,
+        ));
+    }
     let lines = jobs::logs(&state.pool, version.job_id, after, before).await?;
     Ok(ok(lines))
 }
@@ -722,14 +752,88 @@ async fn list_org_templates(
     Ok(ok(rows.into_iter().map(Template::from).collect::<Vec<_>>()))
 }
 
-async fn list_all_templates(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
-    let rows = store::list(&state.pool, None).await?;
+/// `GET /templates?q=`: Coder's template search (`name` fuzzy or a bare term, `exact_name`, `ids`,
+/// `deprecated`, `organization`, `deleted`) across the organizations the caller can read.
+async fn list_all_templates(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(params): Query<QueryMap>,
+) -> ApiResult<Response> {
+    let invalid =
+        |v: Vec<Validation>| ApiError::bad_request("Invalid template search query.").validations(v);
+    let q =
+        crate::api::query::SearchQuery::parse(params.get("q").map(String::as_str).unwrap_or(""))
+            .map_err(invalid)?;
+    let mut errors = q.check_keys(&[
+        "name",
+        "exact_name",
+        "ids",
+        "deprecated",
+        "organization",
+        "deleted",
+    ]);
+    let mut fuzzy = q.bare();
+    fuzzy.extend(q.list("name"));
+    let exact = q.single("exact_name", &mut errors);
+    let mut bool_param = |key: &str| -> Option<bool> {
+        match q.single(key, &mut errors).as_deref() {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                errors.push(Validation::new(
+                    key,
+                    format!("Query param {key:?} must be a valid boolean: {other:?}"),
+                ));
+                None
+            }
+        }
+    };
+    let deprecated = bool_param("deprecated");
+    let deleted = bool_param("deleted").unwrap_or(false);
+    let mut ids = Vec::new();
+    for raw in q.list("ids") {
+        match Uuid::parse_str(&raw) {
+            Ok(id) => ids.push(id),
+            Err(_) => errors.push(Validation::new(
+                "ids",
+                format!("Query param \"ids\" has invalid uuid: {raw:?}"),
+            )),
+        }
+    }
+    let organization = q.single("organization", &mut errors);
+    if !errors.is_empty() {
+        return Err(invalid(errors));
+    }
+    let org_filter = match organization {
+        Some(reference) => Some(
+            crate::orgs::store::resolve(&state.pool, &reference)
+                .await?
+                .map(|o| o.id)
+                .unwrap_or(Uuid::nil()),
+        ),
+        None => None,
+    };
+    let rows = store::list_filtered(&state.pool, deleted).await?;
     let out: Vec<Template> = rows
         .into_iter()
         .filter(|t| {
             auth.subject
                 .can(Action::Read, template_object(t.organization_id))
         })
+        .filter(|t| {
+            fuzzy
+                .iter()
+                .all(|f| t.name.to_lowercase().contains(f.as_str()))
+        })
+        .filter(|t| {
+            exact
+                .as_ref()
+                .is_none_or(|e| t.name.eq_ignore_ascii_case(e))
+        })
+        .filter(|t| ids.is_empty() || ids.contains(&t.id))
+        .filter(|t| deprecated.is_none_or(|d| d == !t.deprecated.is_empty()))
+        .filter(|t| org_filter.is_none_or(|o| o == t.organization_id))
         .map(Template::from)
         .collect();
     Ok(ok(out))
@@ -822,4 +926,347 @@ async fn promote_version(
     Ok(ok(MessageResponse::new(
         "Updated the active template version!",
     )))
+}
+
+// ---- version and template changes ----------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct PatchTemplateVersionRequest {
+    pub name: String,
+    pub message: Option<String>,
+}
+
+impl Validate for PatchTemplateVersionRequest {
+    fn validate(&self) -> Vec<Validation> {
+        if !self.name.is_empty() && validate::version_name_error(&self.name).is_some() {
+            vec![validate::tag_failed(
+                "name",
+                "template_version_name",
+                &self.name,
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+async fn patch_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(req): Json<PatchTemplateVersionRequest>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    require_update(&auth, version.organization_id)?;
+    let name = if req.name.is_empty() {
+        version.name.clone()
+    } else {
+        req.name.clone()
+    };
+    let message = req.message.clone().unwrap_or(version.message.clone());
+    let updated = sqlx::query(
+        "UPDATE template_versions SET name = $2, message = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(version.id)
+    .bind(&name)
+    .bind(&message)
+    .bind(state.clock.now())
+    .execute(&state.pool)
+    .await;
+    if let Err(err) = updated {
+        return Err(match db::unique_violation(&err) {
+            Some(_) => ApiError::conflict(format!(
+                "A template version with name {name:?} already exists for this template."
+            ))
+            .validation("name", "This value is already in use and should be unique."),
+            None => err.into(),
+        });
+    }
+    let row = versions::get(&state.pool, version.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(versions::to_json(&state.pool, row).await?))
+}
+
+async fn cancel_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    require_update(&auth, version.organization_id)?;
+    let job = jobs::get(&state.pool, version.job_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if job.completed_at.is_some() {
+        return Err(ApiError::bad_request("Job has already completed!"));
+    }
+    if job.canceled_at.is_some() {
+        return Err(ApiError::bad_request(
+            "Job has already been marked as canceled!",
+        ));
+    }
+    if !jobs::cancel(&state.pool, job.id, state.clock.now()).await? {
+        return Err(ApiError::bad_request("Job has already completed!"));
+    }
+    Ok(ok(MessageResponse::new(
+        "Job has been marked as canceled...",
+    )))
+}
+
+async fn set_archived(
+    state: AppState,
+    auth: Auth,
+    id: String,
+    archived: bool,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    require_update(&auth, version.organization_id)?;
+    if archived {
+        if let Some(tid) = version.template_id {
+            if let Some(t) = store::get(&state.pool, tid).await? {
+                if t.active_version_id == version.id {
+                    return Err(ApiError::bad_request(
+                        "You cannot archive the active template version.",
+                    ));
+                }
+            }
+        }
+        let job = jobs::get(&state.pool, version.job_id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        if matches!(job.job_status.as_str(), "pending" | "running" | "canceling") {
+            return Err(ApiError::bad_request(
+                "You cannot archive a template version whose import is still in progress.",
+            ));
+        }
+    }
+    if version.archived == archived {
+        let what = if archived { "archived" } else { "not archived" };
+        return Err(ApiError::bad_request(format!(
+            "Template version is already {what}."
+        )));
+    }
+    sqlx::query("UPDATE template_versions SET archived = $2, updated_at = $3 WHERE id = $1")
+        .bind(version.id)
+        .bind(archived)
+        .bind(state.clock.now())
+        .execute(&state.pool)
+        .await?;
+    let verb = if archived { "archived" } else { "unarchived" };
+    Ok(ok(MessageResponse::new(format!(
+        "Template version {verb}."
+    ))))
+}
+
+async fn archive_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_archived(state, auth, id, true).await
+}
+
+async fn unarchive_version(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_archived(state, auth, id, false).await
+}
+
+/// Coder's `UpdateTemplateMeta`; every field is optional here (absent = unchanged).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UpdateTemplateMeta {
+    pub name: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub icon: Option<String>,
+    pub default_ttl_ms: Option<i64>,
+    pub activity_bump_ms: Option<i64>,
+    pub allow_user_autostart: Option<bool>,
+    pub allow_user_autostop: Option<bool>,
+    pub allow_user_cancel_workspace_jobs: Option<bool>,
+    pub failure_ttl_ms: Option<i64>,
+    pub time_til_dormant_ms: Option<i64>,
+    pub time_til_dormant_autodelete_ms: Option<i64>,
+    pub require_active_version: Option<bool>,
+    pub deprecation_message: Option<String>,
+    pub max_port_share_level: Option<String>,
+}
+
+impl Validate for UpdateTemplateMeta {
+    fn validate(&self) -> Vec<Validation> {
+        let mut v = Vec::new();
+        if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
+            if validate::name_error(name).is_some() {
+                v.push(validate::tag_failed("name", "template_name", name));
+            }
+        }
+        if let Some(d) = &self.display_name {
+            if validate::display_name_error(d).is_some() {
+                v.push(validate::tag_failed(
+                    "display_name",
+                    "template_display_name",
+                    d,
+                ));
+            }
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 128)
+        {
+            v.push(validate::tag_failed("description", "lt", "128"));
+        }
+        for (field, value) in [
+            ("default_ttl_ms", self.default_ttl_ms),
+            ("activity_bump_ms", self.activity_bump_ms),
+            ("failure_ttl_ms", self.failure_ttl_ms),
+            ("time_til_dormant_ms", self.time_til_dormant_ms),
+            (
+                "time_til_dormant_autodelete_ms",
+                self.time_til_dormant_autodelete_ms,
+            ),
+        ] {
+            if value.is_some_and(|x| x < 0) {
+                v.push(Validation::new(field, "Must be a positive integer."));
+            }
+        }
+        if let Some(level) = &self.max_port_share_level {
+            if !matches!(
+                level.as_str(),
+                "owner" | "authenticated" | "organization" | "public"
+            ) {
+                v.push(validate::tag_failed("max_port_share_level", "oneof", level));
+            }
+        }
+        v
+    }
+}
+
+async fn patch_template(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Json(req): Json<UpdateTemplateMeta>,
+) -> ApiResult<Response> {
+    let t = load_template(&state, &auth, &id).await?;
+    require_update(&auth, t.organization_id)?;
+    let mut next = t.clone();
+    if let Some(v) = req.name.clone().filter(|n| !n.is_empty()) {
+        next.name = v;
+    }
+    if let Some(v) = req.display_name.clone() {
+        next.display_name = v;
+    }
+    if let Some(v) = req.description.clone() {
+        next.description = v;
+    }
+    if let Some(v) = req.icon.clone() {
+        next.icon = v;
+    }
+    next.default_ttl_ms = req.default_ttl_ms.unwrap_or(t.default_ttl_ms);
+    next.activity_bump_ms = req.activity_bump_ms.unwrap_or(t.activity_bump_ms);
+    next.allow_user_autostart = req.allow_user_autostart.unwrap_or(t.allow_user_autostart);
+    next.allow_user_autostop = req.allow_user_autostop.unwrap_or(t.allow_user_autostop);
+    next.allow_user_cancel_workspace_jobs = req
+        .allow_user_cancel_workspace_jobs
+        .unwrap_or(t.allow_user_cancel_workspace_jobs);
+    next.failure_ttl_ms = req.failure_ttl_ms.unwrap_or(t.failure_ttl_ms);
+    next.time_til_dormant_ms = req.time_til_dormant_ms.unwrap_or(t.time_til_dormant_ms);
+    next.time_til_dormant_autodelete_ms = req
+        .time_til_dormant_autodelete_ms
+        .unwrap_or(t.time_til_dormant_autodelete_ms);
+    next.require_active_version = req
+        .require_active_version
+        .unwrap_or(t.require_active_version);
+    if let Some(v) = req.deprecation_message.clone() {
+        next.deprecated = v;
+    }
+    if let Some(v) = req.max_port_share_level.clone() {
+        next.max_port_sharing_level = v;
+    }
+    let before = Template::from(t.clone());
+    let mut after = Template::from(next.clone());
+    after.updated_at = before.updated_at;
+    if before == after {
+        return Ok(axum::response::IntoResponse::into_response(
+            StatusCode::NOT_MODIFIED,
+        ));
+    }
+    let updated = sqlx::query(
+        "UPDATE templates SET name = $2, display_name = $3, description = $4, icon = $5, default_ttl_ms = $6,
+            activity_bump_ms = $7, allow_user_autostart = $8, allow_user_autostop = $9,
+            allow_user_cancel_workspace_jobs = $10, failure_ttl_ms = $11, time_til_dormant_ms = $12,
+            time_til_dormant_autodelete_ms = $13, require_active_version = $14, deprecated = $15,
+            max_port_sharing_level = $16, updated_at = $17
+         WHERE id = $1",
+    )
+    .bind(t.id)
+    .bind(&next.name)
+    .bind(&next.display_name)
+    .bind(&next.description)
+    .bind(&next.icon)
+    .bind(next.default_ttl_ms)
+    .bind(next.activity_bump_ms)
+    .bind(next.allow_user_autostart)
+    .bind(next.allow_user_autostop)
+    .bind(next.allow_user_cancel_workspace_jobs)
+    .bind(next.failure_ttl_ms)
+    .bind(next.time_til_dormant_ms)
+    .bind(next.time_til_dormant_autodelete_ms)
+    .bind(next.require_active_version)
+    .bind(&next.deprecated)
+    .bind(&next.max_port_sharing_level)
+    .bind(state.clock.now())
+    .execute(&state.pool)
+    .await;
+    if let Err(err) = updated {
+        return Err(match db::unique_violation(&err) {
+            Some(_) => ApiError::conflict(format!(
+                "Template with name {:?} already exists.",
+                next.name
+            ))
+            .validation("name", "This value is already in use and should be unique."),
+            None => err.into(),
+        });
+    }
+    let row = store::get(&state.pool, t.id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ok(Template::from(row)))
+}
+
+async fn delete_template(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let t = load_template(&state, &auth, &id).await?;
+    if !auth
+        .subject
+        .can(Action::Delete, template_object(t.organization_id))
+    {
+        return Err(ApiError::forbidden());
+    }
+    // The check and the delete are one statement, so a workspace created concurrently is either seen here
+    // or refused by its own insert (which needs a live template).
+    let deleted = sqlx::query(
+        "UPDATE templates SET deleted = true, updated_at = $2
+         WHERE id = $1 AND NOT deleted
+           AND NOT EXISTS (SELECT 1 FROM workspaces w WHERE w.template_id = $1 AND NOT w.deleted)",
+    )
+    .bind(t.id)
+    .bind(state.clock.now())
+    .execute(&state.pool)
+    .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::bad_request(
+            "All workspaces must be deleted before a template can be removed.",
+        ));
+    }
+    Ok(ok(MessageResponse::new("Template has been deleted!")))
 }

@@ -133,6 +133,9 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     } else {
         // The job was failed (stale) or canceled meanwhile: keep nothing.
         tx.rollback().await?;
+        if jobs::finish_canceled(&state.pool, job.id, worker, now()).await? {
+            tracing::info!(target: "coderd.provisionerd", job = %job.id, version = %version_id, "template import canceled");
+        }
     }
     Ok(())
 }

@@ -86,6 +86,19 @@ pub async fn list(
     .await
 }
 
+/// All templates, live or (with `deleted`) soft-deleted, by name.
+pub async fn list_filtered(
+    conn: impl PgExecutor<'_>,
+    deleted: bool,
+) -> Result<Vec<TemplateRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE t.deleted = $1 ORDER BY lower(t.name), t.id"
+    ))
+    .bind(deleted)
+    .fetch_all(conn)
+    .await
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BuildTimeStat {
     pub p50: Option<i64>,

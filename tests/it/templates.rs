@@ -448,3 +448,278 @@ async fn template_bad_input() {
         "A template version with name \"v1\" already exists for this template."
     );
 }
+
+#[tokio::test]
+async fn version_lifecycle_patch_archive_cancel() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let v1 = import_example(&owner, "local-shell").await;
+    let t: Value = owner
+        .post(
+            "/api/v2/organizations/default/templates",
+            &json!({"name": "lc", "template_version_id": v1["id"]}),
+        )
+        .await
+        .json();
+    let tid: Uuid = t["id"].as_str().unwrap().parse().unwrap();
+    let file = upload(&owner, tar_of_dir(&example_dir("local-shell"))).await;
+    let v2 = create_version(&owner, file, Some(tid)).await;
+    let v2id = v2["id"].as_str().unwrap().to_string();
+    wait_import(&owner, &v2id).await;
+
+    // Rename and re-message; a duplicate name is a 409.
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templateversions/{v2id}"),
+            &json!({"name": "second", "message": "better"}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: Value = resp.json();
+    assert_eq!(
+        (v["name"].as_str(), v["message"].as_str()),
+        (Some("second"), Some("better"))
+    );
+    let v1id = v1["id"].as_str().unwrap();
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templateversions/{v1id}"),
+            &json!({"name": "second"}),
+        )
+        .await;
+    assert_eq!(resp.status, 409);
+
+    // The active version can't be archived; another one can, and then it is hidden from the list.
+    let resp = owner
+        .post(
+            &format!("/api/v2/templateversions/{v1id}/archive"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+    let resp = owner
+        .post(
+            &format!("/api/v2/templateversions/{v2id}/archive"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let listed: Value = owner
+        .get(&format!("/api/v2/templates/{tid}/versions"))
+        .await
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let listed: Value = owner
+        .get(&format!(
+            "/api/v2/templates/{tid}/versions?include_archived=true"
+        ))
+        .await
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templates/{tid}/versions"),
+            &json!({"id": v2id}),
+        )
+        .await;
+    assert_eq!(resp.status, 400, "an archived version can't be activated");
+    let resp = owner
+        .post(
+            &format!("/api/v2/templateversions/{v2id}/unarchive"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+
+    // Canceling a completed import is refused.
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templateversions/{v2id}/cancel"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.error().message, "Job has already completed!");
+}
+
+#[tokio::test]
+async fn pending_import_can_be_canceled() {
+    // No daemons: the job stays pending until canceled.
+    let app = TestApp::with_config(|c| c.provisioner_daemons = 0).await;
+    let owner = app.owner().await;
+    let file = upload(&owner, tar_of_dir(&example_dir("local-shell"))).await;
+    let v = create_version(&owner, file, None).await;
+    assert_eq!(v["job"]["queue_position"], 1);
+    assert_eq!(v["job"]["queue_size"], 1);
+    let id = v["id"].as_str().unwrap();
+    let resp = owner
+        .patch(&format!("/api/v2/templateversions/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let v: Value = owner
+        .get(&format!("/api/v2/templateversions/{id}"))
+        .await
+        .json();
+    assert_eq!(v["job"]["status"], "canceled");
+    let resp = owner
+        .patch(&format!("/api/v2/templateversions/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(resp.status, 400);
+}
+
+#[tokio::test]
+async fn template_patch_search_and_delete() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let mut ids = Vec::new();
+    for name in ["alpha", "beta"] {
+        let v = import_example(&owner, "local-shell").await;
+        let t: Value = owner
+            .post(
+                "/api/v2/organizations/default/templates",
+                &json!({"name": name, "template_version_id": v["id"]}),
+            )
+            .await
+            .json();
+        ids.push(t["id"].as_str().unwrap().to_string());
+    }
+    let alpha = &ids[0];
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templates/{alpha}"),
+            &json!({"display_name": "Alpha", "description": "first", "deprecation_message": "use beta"}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let t: Value = resp.json();
+    assert_eq!(t["display_name"], "Alpha");
+    assert_eq!(t["deprecated"], true);
+    assert_eq!(t["deprecation_message"], "use beta");
+    // Nothing changed: 304.
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templates/{alpha}"),
+            &json!({"display_name": "Alpha"}),
+        )
+        .await;
+    assert_eq!(resp.status, 304);
+    // Invalid input.
+    let resp = owner
+        .patch(
+            &format!("/api/v2/templates/{alpha}"),
+            &json!({"default_ttl_ms": -1}),
+        )
+        .await;
+    assert_eq!(resp.status, 400);
+
+    let names = |v: Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(owner.get("/api/v2/templates").await.json()),
+        vec!["alpha", "beta"]
+    );
+    assert_eq!(
+        names(owner.get("/api/v2/templates?q=bet").await.json()),
+        vec!["beta"]
+    );
+    assert_eq!(
+        names(
+            owner
+                .get("/api/v2/templates?q=deprecated:true")
+                .await
+                .json()
+        ),
+        vec!["alpha"]
+    );
+    assert_eq!(
+        names(
+            owner
+                .get("/api/v2/templates?q=exact_name:alpha")
+                .await
+                .json()
+        ),
+        vec!["alpha"]
+    );
+    assert_eq!(
+        owner.get("/api/v2/templates?q=colour:red").await.status,
+        400
+    );
+
+    // A template with a live workspace can't be deleted; without one it can.
+    let beta: Uuid = ids[1].parse().unwrap();
+    let owner_id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE username = 'admin'")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO workspaces (id, owner_id, organization_id, template_id, name)
+         SELECT gen_random_uuid(), $1, organization_id, id, 'ws' FROM templates WHERE id = $2",
+    )
+    .bind(owner_id)
+    .bind(beta)
+    .execute(app.pool())
+    .await
+    .unwrap();
+    let resp = owner.delete(&format!("/api/v2/templates/{beta}")).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(
+        resp.error().message,
+        "All workspaces must be deleted before a template can be removed."
+    );
+    let resp = owner.delete(&format!("/api/v2/templates/{alpha}")).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        owner
+            .get(&format!("/api/v2/templates/{alpha}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        names(owner.get("/api/v2/templates").await.json()),
+        vec!["beta"]
+    );
+}
+
+#[tokio::test]
+async fn logs_follow_over_websocket() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let v = import_example(&owner, "broken-duplicate-preset").await;
+    let id = v["id"].as_str().unwrap();
+    let url = format!("ws://{}/api/v2/templateversions/{id}/logs?follow", app.addr);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Coder-Session-Token",
+        owner.token.clone().unwrap().parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let mut streamed = Vec::new();
+    while let Some(msg) = ws.next().await {
+        match msg.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                streamed.push(serde_json::from_str::<Value>(&t).unwrap())
+            }
+            tokio_tungstenite::tungstenite::Message::Close(frame) => {
+                assert_eq!(u16::from(frame.unwrap().code), 1000);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let listed: Value = owner
+        .get(&format!("/api/v2/templateversions/{id}/logs"))
+        .await
+        .json();
+    assert_eq!(Value::Array(streamed), listed);
+}
