@@ -832,7 +832,7 @@ async fn list_all_templates(
                 .is_none_or(|e| t.name.eq_ignore_ascii_case(e))
         })
         .filter(|t| ids.is_empty() || ids.contains(&t.id))
-        .filter(|t| deprecated.is_none_or(|d| d == !t.deprecated.is_empty()))
+        .filter(|t| deprecated.is_none_or(|d| d != t.deprecated.is_empty()))
         .filter(|t| org_filter.is_none_or(|o| o == t.organization_id))
         .map(Template::from)
         .collect();
