@@ -159,7 +159,74 @@ async fn main() {
         percentile(&all, 0.90),
         percentile(&all, 0.99),
     );
+    import_latency(&http, &base, &token, 30).await;
     stop(server);
+}
+
+/// Upload → import succeeded latency of the local-shell example, one import at a time.
+async fn import_latency(http: &reqwest::Client, base: &str, token: &str, runs: usize) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/local-shell");
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in ["main.tf", "README.md"] {
+        builder
+            .append_path_with_name(dir.join(name), name)
+            .expect("tar");
+    }
+    let tar = builder.into_inner().expect("tar");
+    let mut latencies = Vec::new();
+    for i in 0..runs {
+        let start = Instant::now();
+        // Vary the bytes so every run uploads a new file, as a real push does.
+        let mut body = tar.clone();
+        body.extend(std::iter::repeat_n(0u8, 512 * (i + 1)));
+        let file: serde_json::Value = http
+            .post(format!("{base}/api/v2/files"))
+            .header("Coder-Session-Token", token)
+            .header("Content-Type", "application/x-tar")
+            .body(body)
+            .send()
+            .await
+            .expect("upload")
+            .json()
+            .await
+            .expect("upload body");
+        let version: serde_json::Value = http
+            .post(format!("{base}/api/v2/organizations/default/templateversions"))
+            .header("Coder-Session-Token", token)
+            .json(&serde_json::json!({"storage_method": "file", "file_id": file["hash"], "provisioner": "terraform"}))
+            .send()
+            .await
+            .expect("version")
+            .json()
+            .await
+            .expect("version body");
+        let id = version["id"].as_str().expect("version id").to_string();
+        loop {
+            let v: serde_json::Value = http
+                .get(format!("{base}/api/v2/templateversions/{id}"))
+                .header("Coder-Session-Token", token)
+                .send()
+                .await
+                .expect("get version")
+                .json()
+                .await
+                .expect("version body");
+            match v["job"]["status"].as_str() {
+                Some("succeeded") => break,
+                Some("pending" | "running") => tokio::time::sleep(Duration::from_millis(2)).await,
+                other => panic!("import ended {other:?}: {v}"),
+            }
+        }
+        latencies.push(start.elapsed().as_micros() as u64);
+    }
+    latencies.sort_unstable();
+    println!(
+        "template import (upload -> succeeded), local-shell, {runs} sequential runs: p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.9),
+        percentile(&latencies, 1.0),
+    );
 }
 
 /// Runs `wrk` if installed and summarises its latency distribution.
