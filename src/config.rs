@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub provisioner_daemons: u32,
     pub provisioner_daemon_poll_interval: Duration,
     pub provisioner_force_cancel_interval: Duration,
+    /// How often every replica looks for running jobs whose daemon stopped heartbeating.
+    pub provisioner_stale_check_interval: Duration,
     pub prometheus_enable: bool,
     pub prometheus_address: SocketAddr,
     pub prebuilds_reconciliation_interval: Duration,
@@ -82,6 +84,7 @@ impl ServerConfig {
             provisioner_daemons: 3,
             provisioner_daemon_poll_interval: Duration::from_secs(1),
             provisioner_force_cancel_interval: Duration::from_secs(600),
+            provisioner_stale_check_interval: Duration::from_secs(10),
             prometheus_enable: false,
             prometheus_address: SocketAddr::from(([127, 0, 0, 1], 2112)),
             prebuilds_reconciliation_interval: Duration::from_secs(60),

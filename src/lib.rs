@@ -18,3 +18,4 @@ pub mod rbac;
 pub mod server;
 pub mod templates;
 pub mod users;
+pub mod workspaces;

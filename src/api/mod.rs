@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::files::api::routes())
         .merge(crate::orgs::api::routes())
         .merge(crate::templates::api::routes())
+        .merge(crate::workspaces::api::routes())
         .fallback(route_not_found)
 }
 

@@ -214,6 +214,7 @@ impl ServerArgs {
             provisioner_daemons: self.provisioner_daemons,
             provisioner_daemon_poll_interval: self.provisioner_daemon_poll_interval.0,
             provisioner_force_cancel_interval: self.provisioner_force_cancel_interval.0,
+            provisioner_stale_check_interval: std::time::Duration::from_secs(10),
             prometheus_enable: self.prometheus_enable,
             prometheus_address: self.prometheus_address,
             prebuilds_reconciliation_interval: self.workspace_prebuilds_reconciliation_interval.0,

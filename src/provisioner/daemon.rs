@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::jobs;
-use super::{JobRow, TYPE_TEMPLATE_VERSION_IMPORT};
+use super::{JobRow, TYPE_TEMPLATE_VERSION_IMPORT, TYPE_WORKSPACE_BUILD};
 use crate::app::AppState;
 
 /// How often a running job's daemon records liveness.
@@ -71,7 +71,7 @@ async fn detect_stale(state: AppState, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = tokio::time::sleep(state.config.provisioner_stale_check_interval) => {}
         }
         match jobs::fail_stale(&state.pool, state.clock.now(), timeout).await {
             Ok(ids) if !ids.is_empty() => {
@@ -95,7 +95,7 @@ async fn run_daemon(state: AppState, worker: Uuid, wake: Arc<Notify>, shutdown: 
         let acquired = jobs::acquire(
             &state.pool,
             worker,
-            &[TYPE_TEMPLATE_VERSION_IMPORT],
+            &[TYPE_TEMPLATE_VERSION_IMPORT, TYPE_WORKSPACE_BUILD],
             state.clock.now(),
         )
         .await;
@@ -137,6 +137,7 @@ async fn run_job(state: &AppState, worker: Uuid, job: JobRow) {
     };
     let result = match job.r#type.as_str() {
         TYPE_TEMPLATE_VERSION_IMPORT => crate::templates::import::run(state, worker, &job).await,
+        TYPE_WORKSPACE_BUILD => super::build::run(state, worker, &job).await,
         other => {
             let msg = format!("unsupported job type {other:?}");
             jobs::complete(&state.pool, job.id, worker, Some(&msg), state.clock.now())

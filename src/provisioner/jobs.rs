@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{JobInput, JobRow};
+use super::JobRow;
 
 /// Channel notified (on commit) when a job is queued; daemons LISTEN on it.
 pub const CHANNEL_JOB_POSTED: &str = "provisioner_job_posted";
@@ -19,7 +19,8 @@ pub struct NewJob<'a> {
     pub initiator_id: Uuid,
     pub provisioner: &'a str,
     pub job_type: &'a str,
-    pub input: &'a JobInput,
+    /// The job's input: `JobInput`'s fields plus type-specific ones (e.g. `orphan`).
+    pub input: &'a serde_json::Value,
     pub file_id: Uuid,
     pub tags: &'a std::collections::BTreeMap<String, String>,
     pub now: DateTime<Utc>,

@@ -1,6 +1,7 @@
 //! Provisioner jobs: the queue in `provisioner_jobs` (acquire with `FOR UPDATE SKIP LOCKED`, woken by
 //! NOTIFY with a poll fallback, heartbeats, completion) and the built-in daemons that run them.
 
+pub mod build;
 pub mod daemon;
 pub mod jobs;
 pub mod logs;

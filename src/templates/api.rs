@@ -233,10 +233,11 @@ async fn create_version(
             initiator_id: auth.user_id(),
             provisioner: &req.provisioner,
             job_type: provisioner::TYPE_TEMPLATE_VERSION_IMPORT,
-            input: &JobInput {
+            input: &serde_json::to_value(JobInput {
                 template_version_id: Some(version_id),
                 workspace_build_id: None,
-            },
+            })
+            .unwrap_or_default(),
             file_id,
             tags: &tags,
             now,

@@ -9,3 +9,4 @@ mod orgs;
 mod server_process;
 mod templates;
 mod users;
+mod workspaces;

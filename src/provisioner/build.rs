@@ -1,0 +1,362 @@
+//! The workspace-build job: evaluate the version's template for the build (workspace, owner, parameters,
+//! fresh agent tokens), apply it with the runtime, and write resources, agents and apps back together with
+//! the job's completion in one transaction.
+//!
+//! Runtime: every build currently runs on the **echo** runtime (resources and agents are recorded, no
+//! process is started; whoever holds an agent token drives the agent API). The local runtime, which starts
+//! a `coder agent` process per agent, plugs in at [`apply`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::jobs::{self, LogLine};
+use super::{JobInput, JobRow};
+use crate::app::AppState;
+use crate::templates::hcl::{self, AgentCtx, EvalContext, OwnerCtx, WorkspaceCtx};
+use crate::templates::import::unpack;
+use crate::users::PREBUILDS_USER_ID;
+
+#[derive(Debug, sqlx::FromRow)]
+struct BuildContextRow {
+    build_id: Uuid,
+    transition: String,
+    workspace_id: Uuid,
+    workspace_name: String,
+    template_id: Uuid,
+    template_name: String,
+    version_name: String,
+    owner_id: Uuid,
+    owner_username: String,
+    owner_name: String,
+    owner_email: String,
+    owner_login_type: String,
+    owner_roles: Vec<String>,
+}
+
+/// Outcome of evaluating and applying a template for one build.
+struct Applied {
+    evaluated: hcl::Evaluated,
+    tokens: BTreeMap<String, (Uuid, Uuid)>,
+}
+
+pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sqlx::Error> {
+    let input: JobInput = serde_json::from_value(job.input.0.clone()).unwrap_or_default();
+    let orphan = job
+        .input
+        .0
+        .get("orphan")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let now = || state.clock.now();
+    let Some(build_id) = input.workspace_build_id else {
+        jobs::complete(
+            &state.pool,
+            job.id,
+            worker,
+            Some("job input names no workspace build"),
+            now(),
+        )
+        .await?;
+        return Ok(());
+    };
+    let ctx: Option<BuildContextRow> = sqlx::query_as(
+        "SELECT b.id AS build_id, b.transition, w.id AS workspace_id, w.name AS workspace_name,
+                t.id AS template_id, t.name AS template_name, tv.name AS version_name,
+                u.id AS owner_id, u.username AS owner_username, u.name AS owner_name, u.email AS owner_email,
+                u.login_type AS owner_login_type, u.rbac_roles AS owner_roles
+         FROM workspace_builds b
+         JOIN workspaces w ON w.id = b.workspace_id
+         JOIN templates t ON t.id = w.template_id
+         JOIN template_versions tv ON tv.id = b.template_version_id
+         JOIN users u ON u.id = w.owner_id
+         WHERE b.id = $1",
+    )
+    .bind(build_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some(ctx) = ctx else {
+        jobs::complete(
+            &state.pool,
+            job.id,
+            worker,
+            Some("the workspace build no longer exists"),
+            now(),
+        )
+        .await?;
+        return Ok(());
+    };
+    let log = |level: &'static str, stage: &'static str, output: String| async move {
+        jobs::append_logs(
+            &state.pool,
+            job.id,
+            "provisioner",
+            &[LogLine {
+                level,
+                stage,
+                output: &output,
+            }],
+            state.clock.now(),
+        )
+        .await
+    };
+    let applied = if orphan {
+        log(
+            "info",
+            "Orphaning",
+            "Orphan delete: resources are left in place".into(),
+        )
+        .await?;
+        Ok(None)
+    } else {
+        log(
+            "info",
+            "Planning infrastructure",
+            format!(
+                "{} build of workspace {}",
+                ctx.transition, ctx.workspace_name
+            ),
+        )
+        .await?;
+        evaluate(state, job, &ctx).await?.map(Some)
+    };
+    let applied = match applied {
+        Ok(a) => a,
+        Err(message) => {
+            for line in message.lines() {
+                log("error", "Planning infrastructure", line.to_string()).await?;
+            }
+            jobs::complete(&state.pool, job.id, worker, Some(&message), now()).await?;
+            tracing::info!(target: "coderd.provisionerd", job = %job.id, build = %build_id, error = %message, "workspace build failed");
+            return Ok(());
+        }
+    };
+    let mut tx = state.pool.begin().await?;
+    if let Some(applied) = &applied {
+        write_resources(&mut tx, job.id, &ctx, applied, now()).await?;
+    }
+    if !jobs::complete(&mut *tx, job.id, worker, None, now()).await? {
+        tx.rollback().await?;
+        jobs::finish_canceled(&state.pool, job.id, worker, now()).await?;
+        return Ok(());
+    }
+    if ctx.transition == "delete" {
+        sqlx::query("UPDATE workspaces SET deleted = true, updated_at = $2 WHERE id = $1")
+            .bind(ctx.workspace_id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let _ = log(
+        "info",
+        "Cleaning Up",
+        format!("{} succeeded", ctx.transition),
+    )
+    .await;
+    tracing::info!(target: "coderd.provisionerd", job = %job.id, build = %build_id, transition = %ctx.transition, "workspace build succeeded");
+    Ok(())
+}
+
+/// Parses the version's template and evaluates it for this build. Template problems are `Err(message)`.
+async fn evaluate(
+    state: &AppState,
+    job: &JobRow,
+    ctx: &BuildContextRow,
+) -> Result<Result<Applied, String>, sqlx::Error> {
+    let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM files WHERE id = $1")
+        .bind(job.file_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let params: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, value FROM workspace_build_parameters WHERE workspace_build_id = $1",
+    )
+    .bind(ctx.build_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let Some(data) = data else {
+        return Ok(Err("the template's file no longer exists".into()));
+    };
+    let files = match unpack(&data) {
+        Ok((files, _)) => files,
+        Err(e) => return Ok(Err(e)),
+    };
+    let opts = hcl::ImportOptions {
+        allow_short_prebuild_ttl: true,
+    };
+    let model = match hcl::parse_template(&files, &opts) {
+        Ok(m) => m,
+        Err(errs) => return Ok(Err(errs.to_string())),
+    };
+    let mut tokens = BTreeMap::new();
+    let mut agents = BTreeMap::new();
+    for agent in &model.agents {
+        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
+        tokens.insert(agent.name.clone(), (id, token));
+        agents.insert(
+            agent.name.clone(),
+            AgentCtx {
+                token: token.to_string(),
+                id: id.to_string(),
+                init_script: String::new(),
+            },
+        );
+    }
+    let eval_ctx = EvalContext {
+        workspace: WorkspaceCtx {
+            id: ctx.workspace_id.to_string(),
+            name: ctx.workspace_name.clone(),
+            start_count: i64::from(ctx.transition == "start"),
+            transition: ctx.transition.clone(),
+            access_url: state.config.access_url.clone(),
+            access_port: 0,
+            template_id: ctx.template_id.to_string(),
+            template_name: ctx.template_name.clone(),
+            template_version: ctx.version_name.clone(),
+            is_prebuild: ctx.owner_id == PREBUILDS_USER_ID,
+            prebuild_count: i64::from(ctx.owner_id == PREBUILDS_USER_ID),
+        },
+        owner: OwnerCtx {
+            id: ctx.owner_id.to_string(),
+            name: ctx.owner_username.clone(),
+            full_name: ctx.owner_name.clone(),
+            email: ctx.owner_email.clone(),
+            login_type: ctx.owner_login_type.clone(),
+            rbac_roles: ctx.owner_roles.clone(),
+            ..Default::default()
+        },
+        parameters: params.into_iter().collect(),
+        agents,
+        ..Default::default()
+    };
+    Ok(match hcl::evaluate(&model, &eval_ctx) {
+        Ok(evaluated) => Ok(Applied { evaluated, tokens }),
+        Err(err) => Err(err.to_string()),
+    })
+}
+
+async fn write_resources(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    ctx: &BuildContextRow,
+    applied: &Applied,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut resource_ids: BTreeMap<String, Uuid> = BTreeMap::new();
+    for r in &applied.evaluated.resources {
+        let id = Uuid::new_v4();
+        resource_ids
+            .entry(format!("{}.{}", r.resource_type, r.name))
+            .or_insert(id);
+        sqlx::query(
+            "INSERT INTO workspace_resources (id, created_at, job_id, transition, type, name, attributes, ignore_changes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(job_id)
+        .bind(&ctx.transition)
+        .bind(&r.resource_type)
+        .bind(&r.name)
+        .bind(sqlx::types::Json(&r.attributes))
+        .bind(&r.ignore_changes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // Agents exist only while the workspace runs.
+    if ctx.transition != "start" {
+        return Ok(());
+    }
+    for (order, agent) in applied.evaluated.agents.iter().enumerate() {
+        let Some((agent_id, token)) = applied.tokens.get(&agent.name).copied() else {
+            continue;
+        };
+        let resource_id = match agent.resource.as_ref().and_then(|r| resource_ids.get(r)) {
+            Some(id) => *id,
+            None => {
+                // An agent no resource references still needs a home in the resource list.
+                let id = Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO workspace_resources (id, created_at, job_id, transition, type, name)
+                     VALUES ($1, $2, $3, $4, 'coder_agent', $5)",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(job_id)
+                .bind(&ctx.transition)
+                .bind(&agent.name)
+                .execute(&mut *tx)
+                .await?;
+                id
+            }
+        };
+        sqlx::query(
+            "INSERT INTO workspace_agents (id, created_at, updated_at, name, resource_id, auth_token, architecture,
+                                           operating_system, environment_variables, directory, connection_timeout_seconds,
+                                           startup_script, startup_script_behavior, display_apps, display_order)
+             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(agent_id)
+        .bind(now)
+        .bind(&agent.name)
+        .bind(resource_id)
+        .bind(token)
+        .bind(&agent.arch)
+        .bind(&agent.os)
+        .bind(sqlx::types::Json(&agent.env))
+        .bind(agent.dir.clone().unwrap_or_default())
+        .bind(agent.connection_timeout)
+        .bind(agent.startup_script.clone().unwrap_or_default())
+        .bind(&agent.startup_script_behavior)
+        .bind(&agent.display_apps)
+        .bind(order as i32)
+        .execute(&mut *tx)
+        .await?;
+        for (position, m) in agent.metadata.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO workspace_agent_metadata (workspace_agent_id, key, display_name, script, interval_secs,
+                                                       timeout_secs, display_order)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(agent_id)
+            .bind(&m.key)
+            .bind(&m.display_name)
+            .bind(&m.script)
+            .bind(m.interval)
+            .bind(m.timeout)
+            .bind(position as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (position, app) in applied
+            .evaluated
+            .apps
+            .iter()
+            .filter(|a| a.agent == agent.name)
+            .enumerate()
+        {
+            sqlx::query(
+                "INSERT INTO workspace_apps (id, created_at, agent_id, slug, display_name, icon, command, url, external,
+                                             subdomain, sharing_level, hidden, display_order)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(Uuid::new_v4())
+            .bind(now)
+            .bind(agent_id)
+            .bind(&app.slug)
+            .bind(app.display_name.clone().unwrap_or_default())
+            .bind(app.icon.clone().unwrap_or_default())
+            .bind(&app.command)
+            .bind(&app.url)
+            .bind(app.external)
+            .bind(app.subdomain)
+            .bind(&app.share)
+            .bind(app.hidden)
+            .bind(position as i32)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Workspaces and their builds: the create use case, build parameters, search, status, and the API.
+
+pub mod api;
+pub mod builds;
+pub mod params;
+pub mod search;
+pub mod store;
+pub mod types;
