@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub session_duration: Duration,
     pub max_token_lifetime: Duration,
     pub password_hashing: HashParams,
+    /// The `coder` binary the local runtime starts as `coder agent` (the running binary by default).
+    pub agent_binary: PathBuf,
 }
 
 impl ServerConfig {
@@ -95,6 +97,7 @@ impl ServerConfig {
             session_duration: Duration::from_secs(24 * 3600),
             max_token_lifetime: Duration::from_secs(876_600 * 3600),
             password_hashing: HashParams::fast_for_tests(),
+            agent_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("coder")),
         }
     }
 }

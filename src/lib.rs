@@ -2,6 +2,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for where each concern lives.
 
+pub mod agents;
 pub mod api;
 pub mod app;
 pub mod cli;

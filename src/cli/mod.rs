@@ -1,5 +1,6 @@
 //! Command-line entry: `coder server`, and later `coder agent` and client commands.
 
+pub mod agent;
 pub mod server;
 
 use clap::{Parser, Subcommand};
@@ -14,5 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a Coder server.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
+    /// Start a workspace agent (run by the local runtime inside a workspace).
+    Agent(agent::AgentArgs),
 }

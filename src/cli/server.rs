@@ -227,6 +227,7 @@ impl ServerArgs {
             session_duration: self.session_duration.0,
             max_token_lifetime: self.max_token_lifetime.0,
             password_hashing: crate::users::password::HashParams::production(),
+            agent_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("coder")),
         }
     }
 }

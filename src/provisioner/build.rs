@@ -2,9 +2,9 @@
 //! fresh agent tokens), apply it with the runtime, and write resources, agents and apps back together with
 //! the job's completion in one transaction.
 //!
-//! Runtime: every build currently runs on the **echo** runtime (resources and agents are recorded, no
-//! process is started; whoever holds an agent token drives the agent API). The local runtime, which starts
-//! a `coder agent` process per agent, plugs in at [`apply`].
+//! Runtimes, by the version's provisioner: `echo` records resources and agents and starts nothing (whoever
+//! holds an agent token drives the agent API); `terraform` runs on the local runtime (`local.rs`), which
+//! starts a `coder agent` process per agent.
 
 use std::collections::BTreeMap;
 
@@ -136,8 +136,22 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     if let Some(applied) = &applied {
         write_resources(&mut tx, job.id, &ctx, applied, now()).await?;
     }
+    let local = job.provisioner == "terraform";
+    if local && !orphan {
+        // Agents start before the commit; they retry their manifest until the build is visible.
+        if let Err(err) = apply_local(state, &ctx, applied.as_ref()).await {
+            tx.rollback().await?;
+            let message = format!("local runtime: {err}");
+            let _ = log("error", "Applying infrastructure", message.clone()).await;
+            jobs::complete(&state.pool, job.id, worker, Some(&message), now()).await?;
+            return Ok(());
+        }
+    }
     if !jobs::complete(&mut *tx, job.id, worker, None, now()).await? {
         tx.rollback().await?;
+        if local && ctx.transition == "start" {
+            let _ = stop_local(state, ctx.workspace_id).await;
+        }
         jobs::finish_canceled(&state.pool, job.id, worker, now()).await?;
         return Ok(());
     }
@@ -157,6 +171,56 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     .await;
     tracing::info!(target: "coderd.provisionerd", job = %job.id, build = %build_id, transition = %ctx.transition, "workspace build succeeded");
     Ok(())
+}
+
+/// Applies a build on the local runtime: start launches the agents, stop ends them, delete also removes
+/// the workspace directory.
+async fn apply_local(
+    state: &AppState,
+    ctx: &BuildContextRow,
+    applied: Option<&Applied>,
+) -> std::io::Result<()> {
+    let cache = state.config.cache_dir.clone();
+    let binary = state.config.agent_binary.clone();
+    let access_url = state.config.access_url.clone();
+    let workspace = ctx.workspace_id;
+    let transition = ctx.transition.clone();
+    let agents: Vec<(String, Uuid)> = applied
+        .map(|a| {
+            a.evaluated
+                .agents
+                .iter()
+                .filter_map(|ag| {
+                    a.tokens
+                        .get(&ag.name)
+                        .map(|(_, token)| (ag.name.clone(), *token))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    tokio::task::spawn_blocking(move || match transition.as_str() {
+        "start" => {
+            let launches: Vec<super::local::AgentLaunch<'_>> = agents
+                .iter()
+                .map(|(name, token)| super::local::AgentLaunch {
+                    name,
+                    token: *token,
+                })
+                .collect();
+            super::local::start(&binary, &cache, workspace, &access_url, &launches).map(|_| ())
+        }
+        "stop" => super::local::stop(&cache, workspace),
+        _ => super::local::delete(&cache, workspace),
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn stop_local(state: &AppState, workspace: Uuid) -> std::io::Result<()> {
+    let cache = state.config.cache_dir.clone();
+    tokio::task::spawn_blocking(move || super::local::stop(&cache, workspace))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Parses the version's template and evaluates it for this build. Template problems are `Err(message)`.

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod daemon;
 pub mod jobs;
+pub mod local;
 pub mod logs;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod agents;
 mod errors;
 mod files;
 mod orgs;

@@ -99,7 +99,7 @@ async fn local_shell_imports_and_becomes_a_template() {
     let template: Value = resp.json();
     assert_eq!(template["active_version_id"], id.as_str());
     assert_eq!(template["organization_name"], "coder");
-    assert_eq!(template["provisioner"], "terraform");
+    assert_eq!(template["provisioner"], "echo");
     assert_eq!(template["created_by_name"], "admin");
     assert_eq!(template["activity_bump_ms"], 3_600_000);
     assert_eq!(

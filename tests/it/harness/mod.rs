@@ -64,6 +64,7 @@ impl TestApp {
         );
         config.http_address = addr;
         config.access_url = format!("http://{addr}");
+        config.agent_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coder"));
         tweak(&mut config);
         let clock = TestClock::default();
         let state = AppState::new(pool, config, Arc::new(clock.clone()))

@@ -66,9 +66,20 @@ pub async fn upload(client: &Client, tar: Vec<u8>) -> Uuid {
 }
 
 /// Creates a template version from a file and returns its JSON.
+/// Creates a template version from a file (echo provisioner: builds start no processes) and returns it.
 pub async fn create_version(client: &Client, file_id: Uuid, template_id: Option<Uuid>) -> Value {
+    create_version_with(client, file_id, template_id, "echo").await
+}
+
+/// Creates a template version with the given provisioner (`terraform` runs on the local runtime).
+pub async fn create_version_with(
+    client: &Client,
+    file_id: Uuid,
+    template_id: Option<Uuid>,
+    provisioner: &str,
+) -> Value {
     let mut body =
-        json!({"storage_method": "file", "file_id": file_id, "provisioner": "terraform"});
+        json!({"storage_method": "file", "file_id": file_id, "provisioner": provisioner});
     if let Some(t) = template_id {
         body["template_id"] = json!(t);
     }
