@@ -86,12 +86,22 @@ pub struct TemplateVersion {
     pub archived: bool,
 }
 
-/// Builds the JSON of a version, loading its job and queue position.
+/// Builds the JSON of a version, loading its job and queue position. Version and job are read in one
+/// snapshot: the import stores its results (readme, parameters) in the transaction that completes the
+/// job, so a reader must never see the job completed but the version as it was before.
 pub async fn to_json(pool: &sqlx::PgPool, row: VersionRow) -> Result<TemplateVersion, sqlx::Error> {
-    let job = jobs::get(pool, row.job_id)
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let row = get(&mut *tx, row.id)
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
-    let (pos, size) = jobs::queue_position(pool, &job).await?;
+    let job = jobs::get(&mut *tx, row.job_id)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    let (pos, size) = jobs::queue_position(&mut *tx, &job).await?;
+    tx.commit().await?;
     Ok(with_job(row, &job, pos, size))
 }
 
