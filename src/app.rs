@@ -29,6 +29,8 @@ pub struct AppInner {
     pub deployment_id: String,
     /// Verified against when a login names an unknown email (equal timing).
     pub dummy_hash: String,
+    /// Cross-replica change events (LISTEN/NOTIFY).
+    pub pubsub: crate::pubsub::Pubsub,
 }
 
 #[derive(Clone)]
@@ -65,11 +67,30 @@ impl AppState {
             config,
             deployment_id,
             dummy_hash,
+            pubsub: crate::pubsub::Pubsub::new(),
         })))
     }
 }
 
 pub type App = NormalizePath<Router>;
+
+/// Starts the replica's background work: the pubsub listener and the provisioner daemons (with the
+/// stale-job detector). Everything stops when `shutdown` is cancelled.
+pub fn start_background(
+    state: &AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(crate::pubsub::run(
+        state.clone(),
+        shutdown.clone(),
+    ))];
+    tasks.extend(crate::provisioner::daemon::start(
+        state.clone(),
+        state.config.provisioner_daemons,
+        shutdown,
+    ));
+    tasks
+}
 
 /// The whole HTTP surface: `/healthz`, `/api/v2/...`, JSON 404/405 fallbacks, panic catching, the build
 /// version header, request logging, and trailing-slash leniency.
@@ -82,6 +103,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> App {
     let router = Router::new()
         .route("/healthz", axum::routing::get(|| async { "OK" }))
         .nest("/api/v2", crate::api::routes().merge(extra))
+        .nest(
+            "/api/experimental",
+            crate::workspaces::watch::experimental_routes(),
+        )
         .fallback(crate::api::route_not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(log_request))

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod orgs;
 pub mod prebuilds;
 pub mod provisioner;
+pub mod pubsub;
 pub mod rbac;
 pub mod server;
 pub mod templates;

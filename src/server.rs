@@ -105,11 +105,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!(target: "coderd", "Started HTTP listener at http://{local}");
         tracing::info!(target: "coderd", "View the Web UI: {}", config.access_url);
         let background = CancellationToken::new();
-        let tasks = crate::provisioner::daemon::start(
-            state.clone(),
-            config.provisioner_daemons,
-            background.clone(),
-        );
+        let tasks = app::start_background(&state, background.clone());
         app::serve(listener, app::router(state), shutdown_signal()).await?;
         tracing::info!(target: "coderd", "HTTP server stopped");
         // Daemons finish their current job step; a job cut short is failed by the stale detector.

@@ -46,6 +46,10 @@ pub fn routes() -> Router<AppState> {
             "/workspaces/{workspace}/builds",
             get(list_builds).post(create_build),
         )
+        .route(
+            "/workspaces/{workspace}/watch",
+            get(super::watch::watch_workspace),
+        )
         .route("/workspaces/{workspace}/ttl", put(put_ttl))
         .route("/workspaces/{workspace}/autostart", put(put_autostart))
         .route("/workspacebuilds/{workspacebuild}", get(get_build))
@@ -70,7 +74,7 @@ fn workspace_object(w: &WorkspaceRow) -> Object {
         .owned_by(w.owner_id)
 }
 
-async fn assemble_one(state: &AppState, row: WorkspaceRow) -> ApiResult<Workspace> {
+pub(super) async fn assemble_one(state: &AppState, row: WorkspaceRow) -> ApiResult<Workspace> {
     let mut conn = state.pool.acquire().await?;
     store::assemble(&mut conn, vec![row], state.clock.now())
         .await?
@@ -79,7 +83,7 @@ async fn assemble_one(state: &AppState, row: WorkspaceRow) -> ApiResult<Workspac
 }
 
 /// Loads a workspace the caller may `action` (404 when it may not even read it).
-async fn load_workspace(
+pub(super) async fn load_workspace(
     state: &AppState,
     auth: &Auth,
     id: &str,

@@ -6,3 +6,4 @@ pub mod params;
 pub mod search;
 pub mod store;
 pub mod types;
+pub mod watch;

@@ -10,4 +10,5 @@ mod orgs;
 mod server_process;
 mod templates;
 mod users;
+mod watch;
 mod workspaces;

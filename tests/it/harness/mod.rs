@@ -54,6 +54,15 @@ impl TestApp {
 
     pub async fn with_config(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let db_url = pg::cluster().fresh_database().await;
+        Self::on_database(db_url, tweak).await
+    }
+
+    /// Another replica on this app's database (its own pool, daemons, listener and port).
+    pub async fn replica(&self, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::on_database(self.db_url.clone(), tweak).await
+    }
+
+    async fn on_database(db_url: String, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
         let pool = coder::db::connect(&db_url, 10)
             .await
             .expect("connect test db");
@@ -83,8 +92,7 @@ impl TestApp {
             }),
         );
         let router = app::router_with(state.clone(), extra);
-        let daemons = state.config.provisioner_daemons;
-        coder::provisioner::daemon::start(state.clone(), daemons, shutdown.clone());
+        app::start_background(&state, shutdown.clone());
         tokio::spawn(async move {
             let _ = app::serve(listener, router, async move { token.cancelled().await }).await;
         });
