@@ -31,6 +31,8 @@ pub struct AppInner {
     pub dummy_hash: String,
     /// Cross-replica change events (LISTEN/NOTIFY).
     pub pubsub: crate::pubsub::Pubsub,
+    /// Parsed templates, rebuilt from the database on a miss.
+    pub templates: crate::provisioner::build::TemplateCache,
 }
 
 #[derive(Clone)]
@@ -68,6 +70,7 @@ impl AppState {
             deployment_id,
             dummy_hash,
             pubsub: crate::pubsub::Pubsub::new(),
+            templates: Default::default(),
         })))
     }
 }

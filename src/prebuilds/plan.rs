@@ -780,8 +780,8 @@ mod tests {
 
     #[test]
     fn backoff_ends_after_until_inclusive_like_coder() {
-        let base = Fx::active(1).failed(0);
-        let until = base.now + secs(60);
+        // One failure at 09:00: backing off until 09:01:00, that instant included.
+        let until = monday_9() + secs(60);
         let at_until = Fx::active(1).at(until).failed(60).plan();
         assert_eq!(at_until.backoff_until, Some(until));
         assert!(at_until.is_noop());

@@ -223,22 +223,32 @@ async fn stop_local(state: &AppState, workspace: Uuid) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
-/// Parses the version's template and evaluates it for this build. Template problems are `Err(message)`.
-async fn evaluate(
+/// Parsed templates by file id. Files never change, so a parse can be reused by every build of every
+/// version made from the file; entries are dropped arbitrarily when the cache is full.
+#[derive(Default)]
+pub struct TemplateCache(
+    std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<hcl::TemplateModel>>>,
+);
+
+const TEMPLATE_CACHE_ENTRIES: usize = 128;
+
+async fn parsed_template(
     state: &AppState,
-    job: &JobRow,
-    ctx: &BuildContextRow,
-) -> Result<Result<Applied, String>, sqlx::Error> {
+    file_id: Uuid,
+) -> Result<Result<std::sync::Arc<hcl::TemplateModel>, String>, sqlx::Error> {
+    if let Some(model) = state
+        .templates
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&file_id)
+    {
+        return Ok(Ok(model.clone()));
+    }
     let data: Option<Vec<u8>> = sqlx::query_scalar("SELECT data FROM files WHERE id = $1")
-        .bind(job.file_id)
+        .bind(file_id)
         .fetch_optional(&state.pool)
         .await?;
-    let params: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, value FROM workspace_build_parameters WHERE workspace_build_id = $1",
-    )
-    .bind(ctx.build_id)
-    .fetch_all(&state.pool)
-    .await?;
     let Some(data) = data else {
         return Ok(Err("the template's file no longer exists".into()));
     };
@@ -246,12 +256,39 @@ async fn evaluate(
         Ok((files, _)) => files,
         Err(e) => return Ok(Err(e)),
     };
+    // Builds evaluate what the import accepted; ttl rules were enforced there.
     let opts = hcl::ImportOptions {
         allow_short_prebuild_ttl: true,
     };
     let model = match hcl::parse_template(&files, &opts) {
-        Ok(m) => m,
+        Ok(m) => std::sync::Arc::new(m),
         Err(errs) => return Ok(Err(errs.to_string())),
+    };
+    let mut cache = state.templates.0.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= TEMPLATE_CACHE_ENTRIES {
+        if let Some(key) = cache.keys().next().copied() {
+            cache.remove(&key);
+        }
+    }
+    cache.insert(file_id, model.clone());
+    Ok(Ok(model))
+}
+
+/// Parses the version's template and evaluates it for this build. Template problems are `Err(message)`.
+async fn evaluate(
+    state: &AppState,
+    job: &JobRow,
+    ctx: &BuildContextRow,
+) -> Result<Result<Applied, String>, sqlx::Error> {
+    let params: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, value FROM workspace_build_parameters WHERE workspace_build_id = $1",
+    )
+    .bind(ctx.build_id)
+    .fetch_all(&state.pool)
+    .await?;
+    let model = match parsed_template(state, job.file_id).await? {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
     };
     let mut tokens = BTreeMap::new();
     let mut agents = BTreeMap::new();
