@@ -134,7 +134,7 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     };
     let mut tx = state.pool.begin().await?;
     if let Some(applied) = &applied {
-        write_resources(&mut tx, job.id, &ctx, applied, now()).await?;
+        write_resources(&mut tx, job.id, &ctx.transition, applied, now()).await?;
     }
     let local = job.provisioner == "terraform";
     if local && !orphan {
@@ -221,6 +221,46 @@ async fn stop_local(state: &AppState, workspace: Uuid) -> std::io::Result<()> {
     tokio::task::spawn_blocking(move || super::local::stop(&cache, workspace))
         .await
         .map_err(std::io::Error::other)?
+}
+
+/// Stores the resources and agents a version creates, evaluated for a `start` with placeholder workspace
+/// and owner values and default parameters, under the import job (Coder's `/templateversions/{id}/resources`).
+/// Evaluation problems only mean the preview is empty: real builds report them with real values.
+pub async fn write_import_resources(
+    tx: &mut sqlx::PgConnection,
+    job_id: Uuid,
+    model: &hcl::TemplateModel,
+    now: DateTime<Utc>,
+) -> Result<Result<(), String>, sqlx::Error> {
+    let mut tokens = BTreeMap::new();
+    let mut agents = BTreeMap::new();
+    for agent in &model.agents {
+        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
+        tokens.insert(agent.name.clone(), (id, token));
+        agents.insert(
+            agent.name.clone(),
+            AgentCtx {
+                token: token.to_string(),
+                id: id.to_string(),
+                init_script: String::new(),
+            },
+        );
+    }
+    let ctx = EvalContext {
+        workspace: WorkspaceCtx {
+            start_count: 1,
+            transition: "start".into(),
+            ..Default::default()
+        },
+        agents,
+        ..Default::default()
+    };
+    let evaluated = match hcl::evaluate(model, &ctx) {
+        Ok(e) => e,
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    write_resources(tx, job_id, "start", &Applied { evaluated, tokens }, now).await?;
+    Ok(Ok(()))
 }
 
 /// Parsed templates by file id. Files never change, so a parse can be reused by every build of every
@@ -340,7 +380,7 @@ async fn evaluate(
 async fn write_resources(
     tx: &mut sqlx::PgConnection,
     job_id: Uuid,
-    ctx: &BuildContextRow,
+    transition: &str,
     applied: &Applied,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -357,7 +397,7 @@ async fn write_resources(
         .bind(id)
         .bind(now)
         .bind(job_id)
-        .bind(&ctx.transition)
+        .bind(transition)
         .bind(&r.resource_type)
         .bind(&r.name)
         .bind(sqlx::types::Json(&r.attributes))
@@ -366,7 +406,7 @@ async fn write_resources(
         .await?;
     }
     // Agents exist only while the workspace runs.
-    if ctx.transition != "start" {
+    if transition != "start" {
         return Ok(());
     }
     for (order, agent) in applied.evaluated.agents.iter().enumerate() {
@@ -385,7 +425,7 @@ async fn write_resources(
                 .bind(id)
                 .bind(now)
                 .bind(job_id)
-                .bind(&ctx.transition)
+                .bind(transition)
                 .bind(&agent.name)
                 .execute(&mut *tx)
                 .await?;

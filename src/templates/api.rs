@@ -78,6 +78,10 @@ pub fn routes() -> Router<AppState> {
             get(variables),
         )
         .route("/templateversions/{templateversion}/presets", get(presets))
+        .route(
+            "/templateversions/{templateversion}/resources",
+            get(version_resources),
+        )
         .route("/templateversions/{templateversion}/logs", get(logs))
 }
 
@@ -1270,4 +1274,21 @@ async fn delete_template(
         ));
     }
     Ok(ok(MessageResponse::new("Template has been deleted!")))
+}
+
+/// The resources (with agents) the version creates, as evaluated by its import.
+async fn version_resources(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let version = load_version(&state, &auth, &id).await?;
+    let mut conn = state.pool.acquire().await?;
+    let mut by_job = crate::workspaces::store::resources_of_jobs(
+        &mut conn,
+        &[version.job_id],
+        state.clock.now(),
+    )
+    .await?;
+    Ok(ok(by_job.remove(&version.job_id).unwrap_or_default()))
 }

@@ -127,6 +127,16 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     log("info", "Parsing template parameters", summary).await?;
     let mut tx = state.pool.begin().await?;
     store_model(&mut tx, version_id, &model, &readme).await?;
+    if let Err(problem) =
+        crate::provisioner::build::write_import_resources(&mut tx, job.id, &model, now()).await?
+    {
+        log(
+            "warn",
+            "Detecting persistent resources",
+            format!("resource preview unavailable: {problem}"),
+        )
+        .await?;
+    }
     if jobs::complete(&mut *tx, job.id, worker, None, now()).await? {
         tx.commit().await?;
         tracing::info!(target: "coderd.provisionerd", job = %job.id, version = %version_id, "template import succeeded");

@@ -234,7 +234,10 @@ async fn agent_api_token_rules() {
         w["latest_build"]["status"] == "running"
     })
     .await;
-    let token: Uuid = sqlx::query_scalar("SELECT auth_token FROM workspace_agents")
+    let token: Uuid = sqlx::query_scalar(
+        "SELECT a.auth_token FROM workspace_agents a JOIN workspace_resources r ON r.id = a.resource_id
+         JOIN workspace_builds b ON b.job_id = r.job_id",
+    )
         .fetch_one(app.pool())
         .await
         .unwrap();
@@ -279,9 +282,12 @@ async fn agent_api_token_rules() {
         )
         .await;
     assert_eq!(resp.status, 204);
-    let stored: String =
-        sqlx::query_scalar("SELECT value FROM workspace_agent_metadata WHERE key = 'greeting'")
-            .fetch_one(app.pool())
+    let stored: String = sqlx::query_scalar(
+        "SELECT m.value FROM workspace_agent_metadata m JOIN workspace_agents a ON a.id = m.workspace_agent_id
+         WHERE m.key = 'greeting' AND a.auth_token = $1",
+    )
+    .bind(token)
+    .fetch_one(app.pool())
             .await
             .unwrap();
     assert_eq!(stored, "hi there");

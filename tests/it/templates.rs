@@ -88,6 +88,20 @@ async fn local_shell_imports_and_becomes_a_template() {
         .json();
     assert!(logs.as_array().unwrap().len() >= 2, "{logs}");
 
+    // The resources the version creates, with its agent, as the import evaluated them.
+    let resources: Value = owner
+        .get(&format!("/api/v2/templateversions/{id}/resources"))
+        .await
+        .json();
+    let home = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "null_resource" && r["name"] == "home")
+        .unwrap_or_else(|| panic!("{resources}"));
+    assert_eq!(home["workspace_transition"], "start");
+    assert_eq!(home["agents"][0]["name"], "main");
+
     // Template from the version.
     let resp = owner
         .post(

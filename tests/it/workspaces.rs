@@ -110,7 +110,8 @@ async fn create_stop_start_delete() {
     assert_eq!(agent["apps"][0]["slug"], "greeting");
     // Evaluated attributes are stored for drift detection.
     let attrs: Value = sqlx::query_scalar(
-        "SELECT attributes FROM workspace_resources WHERE type = 'null_resource' AND name = 'home'",
+        "SELECT r.attributes FROM workspace_resources r JOIN workspace_builds b ON b.job_id = r.job_id
+         WHERE r.type = 'null_resource' AND r.name = 'home'",
     )
     .fetch_one(app.pool())
     .await
@@ -165,7 +166,10 @@ async fn create_stop_start_delete() {
     );
     let again = wait_build(&owner, &id).await;
     assert_eq!(again["latest_build"]["status"], "running");
-    let tokens: i64 = sqlx::query_scalar("SELECT count(DISTINCT auth_token) FROM workspace_agents")
+    let tokens: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT a.auth_token) FROM workspace_agents a
+         JOIN workspace_resources r ON r.id = a.resource_id JOIN workspace_builds b ON b.job_id = r.job_id",
+    )
         .fetch_one(app.pool())
         .await
         .unwrap();
