@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::orgs::api::routes())
         .merge(crate::templates::api::routes())
         .merge(crate::workspaces::api::routes())
+        .merge(crate::workspaces::quota::routes())
         .merge(crate::agents::api::routes())
         .fallback(route_not_found)
 }

@@ -24,6 +24,7 @@ struct BuildContextRow {
     transition: String,
     workspace_id: Uuid,
     workspace_name: String,
+    organization_id: Uuid,
     template_id: Uuid,
     template_name: String,
     version_name: String,
@@ -63,6 +64,7 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     };
     let ctx: Option<BuildContextRow> = sqlx::query_as(
         "SELECT b.id AS build_id, b.transition, w.id AS workspace_id, w.name AS workspace_name,
+                w.organization_id,
                 t.id AS template_id, t.name AS template_name, tv.name AS version_name,
                 u.id AS owner_id, u.username AS owner_username, u.name AS owner_name, u.email AS owner_email,
                 u.login_type AS owner_login_type, u.rbac_roles AS owner_roles
@@ -133,8 +135,21 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         }
     };
     let mut tx = state.pool.begin().await?;
+    let mut cost = 0;
     if let Some(applied) = &applied {
-        write_resources(&mut tx, job.id, &ctx.transition, applied, now()).await?;
+        cost = write_resources(&mut tx, job.id, &ctx.transition, applied, now()).await?;
+    }
+    if ctx.transition == "start" && cost > 0 && !quota_allows(&mut tx, &ctx, cost).await? {
+        tx.rollback().await?;
+        let message = "insufficient quota";
+        let _ = log(
+            "error",
+            "Applying infrastructure",
+            format!("{message}: this build costs {cost} credits a day"),
+        )
+        .await;
+        jobs::complete(&state.pool, job.id, worker, Some(message), now()).await?;
+        return Ok(());
     }
     let local = job.provisioner == "terraform";
     if local && !orphan {
@@ -263,6 +278,84 @@ pub async fn write_import_resources(
     Ok(Ok(()))
 }
 
+/// A `coder_metadata` resource's contribution to the resource it annotates.
+struct Annotation {
+    cost: i32,
+    items: Vec<(String, String, bool)>,
+}
+
+/// `coder_metadata` blocks by the address of the resource they annotate (`resource_id`, which evaluates to
+/// the target's address here).
+fn annotations(resources: &[hcl::EvaluatedResource]) -> BTreeMap<String, Annotation> {
+    let mut out = BTreeMap::new();
+    for r in resources
+        .iter()
+        .filter(|r| r.resource_type == "coder_metadata")
+    {
+        let Some(target) = r.attributes.get("resource_id").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let cost = match r.attributes.get("daily_cost") {
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
+            _ => 0,
+        };
+        let items = r
+            .attributes
+            .get("item")
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        let text = |k: &str| match &i[k] {
+                            serde_json::Value::String(s) => s.clone(),
+                            serde_json::Value::Null => String::new(),
+                            other => other.to_string(),
+                        };
+                        (
+                            text("key"),
+                            text("value"),
+                            i["sensitive"].as_bool().unwrap_or(false),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let target = target.trim_end_matches(".id").to_string();
+        out.insert(
+            target,
+            Annotation {
+                cost: cost.clamp(0, i32::MAX as i64) as i32,
+                items,
+            },
+        );
+    }
+    out
+}
+
+/// Coder's quota rule: the owner's budget in the organization is the sum of its groups' allowances; the
+/// workspaces it runs (latest successful start builds, this one excluded) consume their daily cost. The
+/// check runs under a per-owner-and-organization lock so two builds cannot both take the last credits.
+async fn quota_allows(
+    tx: &mut sqlx::PgConnection,
+    ctx: &BuildContextRow,
+    cost: i32,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))")
+        .bind(format!("quota:{}:{}", ctx.owner_id, ctx.organization_id))
+        .execute(&mut *tx)
+        .await?;
+    let (consumed, budget) = crate::workspaces::quota::usage(
+        &mut *tx,
+        ctx.owner_id,
+        ctx.organization_id,
+        Some(ctx.workspace_id),
+    )
+    .await?;
+    Ok(consumed + i64::from(cost) <= budget)
+}
+
 /// Parsed templates by file id. Files never change, so a parse can be reused by every build of every
 /// version made from the file; entries are dropped arbitrarily when the cache is full.
 #[derive(Default)]
@@ -383,16 +476,28 @@ async fn write_resources(
     transition: &str,
     applied: &Applied,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<i32, sqlx::Error> {
+    let annotations = annotations(&applied.evaluated.resources);
     let mut resource_ids: BTreeMap<String, Uuid> = BTreeMap::new();
-    for r in &applied.evaluated.resources {
+    let mut total_cost = 0i32;
+    for r in applied
+        .evaluated
+        .resources
+        .iter()
+        .filter(|r| r.resource_type != "coder_metadata")
+    {
         let id = Uuid::new_v4();
-        resource_ids
-            .entry(format!("{}.{}", r.resource_type, r.name))
-            .or_insert(id);
+        let type_name = format!("{}.{}", r.resource_type, r.name);
+        let note = annotations
+            .get(&r.address)
+            .or_else(|| annotations.get(&type_name));
+        let cost = note.map(|n| n.cost).unwrap_or(0);
+        total_cost = total_cost.saturating_add(cost);
+        resource_ids.entry(type_name).or_insert(id);
         sqlx::query(
-            "INSERT INTO workspace_resources (id, created_at, job_id, transition, type, name, attributes, ignore_changes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO workspace_resources (id, created_at, job_id, transition, type, name, attributes,
+                                              ignore_changes, daily_cost)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(id)
         .bind(now)
@@ -402,12 +507,30 @@ async fn write_resources(
         .bind(&r.name)
         .bind(sqlx::types::Json(&r.attributes))
         .bind(&r.ignore_changes)
+        .bind(cost)
         .execute(&mut *tx)
         .await?;
+        for (key, value, sensitive) in note.map(|n| n.items.as_slice()).unwrap_or_default() {
+            sqlx::query(
+                "INSERT INTO workspace_resource_metadata (workspace_resource_id, key, value, sensitive)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .bind(sensitive)
+            .execute(&mut *tx)
+            .await?;
+        }
     }
+    sqlx::query("UPDATE workspace_builds SET daily_cost = $2 WHERE job_id = $1")
+        .bind(job_id)
+        .bind(total_cost)
+        .execute(&mut *tx)
+        .await?;
     // Agents exist only while the workspace runs.
     if transition != "start" {
-        return Ok(());
+        return Ok(total_cost);
     }
     for (order, agent) in applied.evaluated.agents.iter().enumerate() {
         let Some((agent_id, token)) = applied.tokens.get(&agent.name).copied() else {
@@ -499,5 +622,5 @@ async fn write_resources(
             .await?;
         }
     }
-    Ok(())
+    Ok(total_cost)
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod builds;
 pub mod params;
+pub mod quota;
 pub mod search;
 pub mod store;
 pub mod types;

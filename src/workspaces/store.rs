@@ -334,6 +334,24 @@ pub async fn resources_of_jobs(
                 startup_script_behavior: a.startup_script_behavior,
             });
     }
+    let metadata: Vec<(Uuid, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT workspace_resource_id, key, value, sensitive FROM workspace_resource_metadata
+         WHERE workspace_resource_id = ANY($1) ORDER BY id",
+    )
+    .bind(&resource_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut metadata_by_resource: HashMap<Uuid, Vec<ResourceMetadata>> = HashMap::new();
+    for (resource, key, value, sensitive) in metadata {
+        metadata_by_resource
+            .entry(resource)
+            .or_default()
+            .push(ResourceMetadata {
+                key,
+                value: value.unwrap_or_default(),
+                sensitive,
+            });
+    }
     let mut out: HashMap<Uuid, Vec<WorkspaceResource>> = HashMap::new();
     for r in resources {
         out.entry(r.job_id).or_default().push(WorkspaceResource {
@@ -346,7 +364,7 @@ pub async fn resources_of_jobs(
             name: r.name,
             hide: r.hide,
             icon: r.icon,
-            metadata: Vec::new(),
+            metadata: metadata_by_resource.remove(&r.id).unwrap_or_default(),
             daily_cost: r.daily_cost,
         });
     }

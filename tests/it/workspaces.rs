@@ -615,3 +615,87 @@ async fn a_dead_daemons_job_is_failed_and_the_workspace_not_stuck() {
         201
     );
 }
+
+#[tokio::test]
+async fn quota_limits_start_builds() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let tf = r#"
+resource "null_resource" "box" {}
+resource "coder_metadata" "box" {
+  resource_id = null_resource.box.id
+  daily_cost  = 5
+  item {
+    key   = "size"
+    value = "large"
+  }
+}
+"#;
+    let file = upload(&owner, tar_of_main_tf(tf)).await;
+    let v = create_version(&owner, file, None).await;
+    let v = wait_import(&owner, v["id"].as_str().unwrap()).await;
+    assert_eq!(v["job"]["status"], "succeeded", "{v}");
+    let t: Value = owner
+        .post(
+            "/api/v2/organizations/default/templates",
+            &json!({"name": "costly", "template_version_id": v["id"]}),
+        )
+        .await
+        .json();
+    let template = t["id"].as_str().unwrap();
+    sqlx::query("UPDATE groups SET quota_allowance = 8 WHERE name = 'Everyone'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let quota = |owner: Client| async move {
+        owner
+            .get("/api/v2/organizations/default/members/me/workspace-quota")
+            .await
+            .json::<Value>()
+    };
+    assert_eq!(
+        quota(owner.clone()).await,
+        json!({"credits_consumed": 0, "budget": 8})
+    );
+
+    let first = create_ws(&owner, template, "one", json!([])).await;
+    let first = wait_build(&owner, first["id"].as_str().unwrap()).await;
+    assert_eq!(first["latest_build"]["status"], "running");
+    assert_eq!(first["latest_build"]["daily_cost"], 5);
+    let box_resource = &first["latest_build"]["resources"][0];
+    assert_eq!(box_resource["daily_cost"], 5);
+    assert_eq!(box_resource["metadata"][0]["key"], "size");
+    assert_eq!(box_resource["metadata"][0]["value"], "large");
+    assert_eq!(
+        quota(owner.clone()).await,
+        json!({"credits_consumed": 5, "budget": 8})
+    );
+
+    // A second one would take the owner to 10 of 8 credits.
+    let second = create_ws(&owner, template, "two", json!([])).await;
+    let second_id = second["id"].as_str().unwrap().to_string();
+    let second = wait_build(&owner, &second_id).await;
+    assert_eq!(second["latest_build"]["status"], "failed");
+    assert_eq!(second["latest_build"]["job"]["error"], "insufficient quota");
+
+    // Stopping the first frees its credits.
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(
+        build(&owner, first_id, json!({"transition": "stop"}))
+            .await
+            .status,
+        201
+    );
+    wait_build(&owner, first_id).await;
+    assert_eq!(quota(owner.clone()).await["credits_consumed"], 0);
+    assert_eq!(
+        build(&owner, &second_id, json!({"transition": "start"}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        wait_build(&owner, &second_id).await["latest_build"]["status"],
+        "running"
+    );
+}
