@@ -247,20 +247,7 @@ pub async fn write_import_resources(
     model: &hcl::TemplateModel,
     now: DateTime<Utc>,
 ) -> Result<Result<(), String>, sqlx::Error> {
-    let mut tokens = BTreeMap::new();
-    let mut agents = BTreeMap::new();
-    for agent in &model.agents {
-        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
-        tokens.insert(agent.name.clone(), (id, token));
-        agents.insert(
-            agent.name.clone(),
-            AgentCtx {
-                token: token.to_string(),
-                id: id.to_string(),
-                init_script: String::new(),
-            },
-        );
-    }
+    let (tokens, agents) = mint_agents(model);
     let ctx = EvalContext {
         workspace: WorkspaceCtx {
             start_count: 1,
@@ -276,6 +263,27 @@ pub async fn write_import_resources(
     };
     write_resources(tx, job_id, "start", &Applied { evaluated, tokens }, now).await?;
     Ok(Ok(()))
+}
+
+/// Fresh ids and tokens for every agent of a build, and what expressions see of them.
+fn mint_agents(
+    model: &hcl::TemplateModel,
+) -> (BTreeMap<String, (Uuid, Uuid)>, BTreeMap<String, AgentCtx>) {
+    let mut tokens = BTreeMap::new();
+    let mut agents = BTreeMap::new();
+    for agent in &model.agents {
+        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
+        tokens.insert(agent.name.clone(), (id, token));
+        agents.insert(
+            agent.name.clone(),
+            AgentCtx {
+                token: token.to_string(),
+                id: id.to_string(),
+                init_script: String::new(),
+            },
+        );
+    }
+    (tokens, agents)
 }
 
 /// A `coder_metadata` resource's contribution to the resource it annotates.
@@ -423,20 +431,7 @@ async fn evaluate(
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
-    let mut tokens = BTreeMap::new();
-    let mut agents = BTreeMap::new();
-    for agent in &model.agents {
-        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
-        tokens.insert(agent.name.clone(), (id, token));
-        agents.insert(
-            agent.name.clone(),
-            AgentCtx {
-                token: token.to_string(),
-                id: id.to_string(),
-                init_script: String::new(),
-            },
-        );
-    }
+    let (tokens, agents) = mint_agents(&model);
     let eval_ctx = EvalContext {
         workspace: WorkspaceCtx {
             id: ctx.workspace_id.to_string(),

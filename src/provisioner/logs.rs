@@ -3,12 +3,46 @@
 
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use uuid::Uuid;
 
 use super::jobs;
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::json::ok;
+use crate::api::query::QueryMap;
 use crate::app::AppState;
+
+/// The log endpoints of versions and builds: `?after`/`?before` (log ids) filter a JSON array, `?follow`
+/// upgrades to a websocket stream.
+pub async fn respond(
+    state: AppState,
+    job_id: Uuid,
+    q: &QueryMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let int = |key: &str| -> ApiResult<Option<i64>> {
+        match q.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request("Query parameters have invalid values.").validation(
+                    key,
+                    format!("Query param {key:?} must be a valid integer: {v:?}"),
+                )
+            }),
+        }
+    };
+    let (after, before) = (int("after")?, int("before")?);
+    if q.contains_key("follow") {
+        let ws = ws.map_err(|e| {
+            ApiError::bad_request("Following logs requires a websocket upgrade.")
+                .detail(e.to_string())
+        })?;
+        return Ok(follow(ws, state, job_id, after));
+    }
+    Ok(ok(jobs::logs(&state.pool, job_id, after, before).await?))
+}
 
 const POLL: Duration = Duration::from_millis(250);
 

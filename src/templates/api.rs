@@ -528,32 +528,7 @@ async fn logs(
     >,
 ) -> ApiResult<Response> {
     let version = load_version(&state, &auth, &id).await?;
-    let int = |key: &str| -> ApiResult<Option<i64>> {
-        match q.get(key).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                ApiError::bad_request("Query parameters have invalid values.").validation(
-                    key,
-                    format!("Query param {key:?} must be a valid integer: {v:?}"),
-                )
-            }),
-        }
-    };
-    let (after, before) = (int("after")?, int("before")?);
-    if q.contains_key("follow") {
-        let ws = ws.map_err(|e| {
-            ApiError::bad_request("Following logs requires a websocket upgrade.")
-                .detail(e.to_string())
-        })?;
-        return Ok(crate::provisioner::logs::follow(
-            ws,
-            state,
-            version.job_id,
-            after,
-        ));
-    }
-    let lines = jobs::logs(&state.pool, version.job_id, after, before).await?;
-    Ok(ok(lines))
+    crate::provisioner::logs::respond(state, version.job_id, &q, ws).await
 }
 
 // ---- templates -----------------------------------------------------------------------------------

@@ -810,33 +810,7 @@ async fn build_logs(
     >,
 ) -> ApiResult<Response> {
     let (build, _) = load_build(&state, &auth, &id, Action::Read).await?;
-    let int = |key: &str| -> ApiResult<Option<i64>> {
-        match q.get(key).filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
-                ApiError::bad_request("Query parameters have invalid values.").validation(
-                    key,
-                    format!("Query param {key:?} must be a valid integer: {v:?}"),
-                )
-            }),
-        }
-    };
-    let (after, before) = (int("after")?, int("before")?);
-    if q.contains_key("follow") {
-        let ws = ws.map_err(|e| {
-            ApiError::bad_request("Following logs requires a websocket upgrade.")
-                .detail(e.to_string())
-        })?;
-        return Ok(crate::provisioner::logs::follow(
-            ws,
-            state,
-            build.job.id,
-            after,
-        ));
-    }
-    Ok(ok(
-        jobs::logs(&state.pool, build.job.id, after, before).await?
-    ))
+    crate::provisioner::logs::respond(state, build.job.id, &q, ws).await
 }
 
 async fn cancel_build(

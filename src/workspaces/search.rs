@@ -36,18 +36,7 @@ pub const WORKSPACE_QUERY_KEYS: &[&str] = &[
 ];
 
 /// Coder's `database.WorkspaceStatus` values, the only ones `status:` accepts.
-pub const WORKSPACE_STATUSES: &[&str] = &[
-    "pending",
-    "starting",
-    "running",
-    "stopping",
-    "stopped",
-    "failed",
-    "canceling",
-    "canceled",
-    "deleting",
-    "deleted",
-];
+pub use super::types::WORKSPACE_STATUSES;
 
 /// The values Coder's SQL compares `has-agent:` against. Coder does not validate the value: anything
 /// else is accepted and simply matches no workspace; we do the same.
