@@ -232,6 +232,10 @@ pub async fn resources_of_jobs(
     .bind(job_ids)
     .fetch_all(&mut *conn)
     .await?;
+    if resources.is_empty() {
+        // Pending builds have no resources yet: skip the dependent queries.
+        return Ok(HashMap::new());
+    }
     let resource_ids: Vec<Uuid> = resources.iter().map(|r| r.id).collect();
     let agents: Vec<AgentRow> = sqlx::query_as(
         "SELECT id, created_at, updated_at, name, resource_id, first_connected_at, last_connected_at,
@@ -245,13 +249,17 @@ pub async fn resources_of_jobs(
     .fetch_all(&mut *conn)
     .await?;
     let agent_ids: Vec<Uuid> = agents.iter().map(|a| a.id).collect();
-    let apps: Vec<AppRow> = sqlx::query_as(
+    let apps: Vec<AppRow> = if agent_ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as(
         "SELECT id, agent_id, slug, display_name, icon, command, url, external, subdomain, sharing_level, hidden
          FROM workspace_apps WHERE agent_id = ANY($1) ORDER BY display_order, slug",
-    )
-    .bind(&agent_ids)
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(&agent_ids)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let mut apps_by_agent: HashMap<Uuid, Vec<WorkspaceApp>> = HashMap::new();
     for a in apps {
         apps_by_agent
@@ -384,15 +392,20 @@ async fn jobs_by_id(
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
-    // Queue positions for pending jobs in one query.
-    let positions: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+    // Queue positions for pending jobs in one query (none needed when no job is pending).
+    let any_pending = rows.iter().any(|r| r.job_status == "pending");
+    let positions: Vec<(Uuid, i64, i64)> = if !any_pending {
+        Vec::new()
+    } else {
+        sqlx::query_as(
         "WITH q AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS pos, count(*) OVER () AS size
                    FROM provisioner_jobs WHERE started_at IS NULL AND canceled_at IS NULL)
          SELECT id, pos, size FROM q WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let positions: HashMap<Uuid, (i64, i64)> = positions
         .into_iter()
         .map(|(id, p, s)| (id, (p, s)))

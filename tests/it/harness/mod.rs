@@ -167,5 +167,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Workspace directories of the local runtime live here; replicas share nothing else on disk.
+        let _ = std::fs::remove_dir_all(&self.state.config.cache_dir);
     }
 }
