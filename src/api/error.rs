@@ -115,6 +115,17 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, message)
     }
 
+    /// A unique-constraint violation on a name answers Coder's 409 with a validation on `name`; any other
+    /// database error keeps its usual mapping.
+    pub fn name_conflict(err: sqlx::Error, message: String) -> Self {
+        if crate::db::unique_violation(&err).is_some() {
+            Self::conflict(message)
+                .validation("name", "This value is already in use and should be unique.")
+        } else {
+            err.into()
+        }
+    }
+
     pub fn validation_failed(validations: Vec<Validation>) -> Self {
         Self::bad_request("Validation failed.").validations(validations)
     }

@@ -259,3 +259,44 @@ pub async fn cancel(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Jobs' JSON (with queue positions) by id, in two queries whatever their number.
+pub async fn load_json(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, super::ProvisionerJob>, sqlx::Error> {
+    let rows: Vec<super::JobRow> = sqlx::query_as(
+        "SELECT id, created_at, updated_at, started_at, canceled_at, completed_at, error, error_code,
+                organization_id, initiator_id, provisioner, type, input, worker_id, file_id, tags,
+                logs_overflowed, job_status
+         FROM provisioner_jobs WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Queue positions for pending jobs in one query (none needed when no job is pending).
+    let any_pending = rows.iter().any(|r| r.job_status == "pending");
+    let positions: Vec<(Uuid, i64, i64)> = if !any_pending {
+        Vec::new()
+    } else {
+        sqlx::query_as(
+        "WITH q AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS pos, count(*) OVER () AS size
+                   FROM provisioner_jobs WHERE started_at IS NULL AND canceled_at IS NULL)
+         SELECT id, pos, size FROM q WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    let positions: std::collections::HashMap<Uuid, (i64, i64)> = positions
+        .into_iter()
+        .map(|(id, p, s)| (id, (p, s)))
+        .collect();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (p, s) = positions.get(&r.id).copied().unwrap_or((0, 0));
+            (r.id, super::ProvisionerJob::from_row(r, p, s))
+        })
+        .collect())
+}

@@ -19,7 +19,6 @@ use crate::api::json::{created, ok, Json, Validate};
 use crate::api::query::QueryMap;
 use crate::api::validate;
 use crate::app::AppState;
-use crate::db;
 use crate::orgs::api::resolve_org;
 use crate::provisioner::{self, jobs, JobInput};
 use crate::rbac::{Action, Object, Resource};
@@ -264,13 +263,10 @@ async fn create_version(
     .execute(&mut *tx)
     .await;
     if let Err(err) = inserted {
-        return Err(match db::unique_violation(&err) {
-            Some(_) => ApiError::conflict(format!(
-                "A template version with name {name:?} already exists for this template."
-            ))
-            .validation("name", "This value is already in use and should be unique."),
-            None => err.into(),
-        });
+        return Err(ApiError::name_conflict(
+            err,
+            format!("A template version with name {name:?} already exists for this template."),
+        ));
     }
     // Answer with the state as committed (pending); a daemon may pick the job up right after.
     let row = versions::get(&mut *tx, version_id)
@@ -666,13 +662,10 @@ async fn create_template(
     .execute(&mut *tx)
     .await;
     if let Err(err) = inserted {
-        return Err(match db::unique_violation(&err) {
-            Some(_) => {
-                ApiError::conflict(format!("Template with name {:?} already exists.", req.name))
-                    .validation("name", "This value is already in use and should be unique.")
-            }
-            None => err.into(),
-        });
+        return Err(ApiError::name_conflict(
+            err,
+            format!("Template with name {:?} already exists.", req.name),
+        ));
     }
     // Guarded so two templates can never claim the same version.
     let attached = sqlx::query(
@@ -827,12 +820,12 @@ async fn list_versions(
 ) -> ApiResult<Response> {
     let template = load_template(&state, &auth, &id).await?;
     let include_archived = q.get("include_archived").is_some_and(|v| v == "true");
-    let rows = versions::list_for_template(&state.pool, template.id, include_archived).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push(versions::to_json(&state.pool, row).await?);
-    }
-    Ok(ok(out))
+    Ok(ok(versions::list_json(
+        &state.pool,
+        template.id,
+        include_archived,
+    )
+    .await?))
 }
 
 async fn get_version_by_name(
@@ -955,13 +948,10 @@ async fn patch_version(
     .execute(&state.pool)
     .await;
     if let Err(err) = updated {
-        return Err(match db::unique_violation(&err) {
-            Some(_) => ApiError::conflict(format!(
-                "A template version with name {name:?} already exists for this template."
-            ))
-            .validation("name", "This value is already in use and should be unique."),
-            None => err.into(),
-        });
+        return Err(ApiError::name_conflict(
+            err,
+            format!("A template version with name {name:?} already exists for this template."),
+        ));
     }
     let row = versions::get(&state.pool, version.id)
         .await?
@@ -1205,14 +1195,10 @@ async fn patch_template(
     .execute(&state.pool)
     .await;
     if let Err(err) = updated {
-        return Err(match db::unique_violation(&err) {
-            Some(_) => ApiError::conflict(format!(
-                "Template with name {:?} already exists.",
-                next.name
-            ))
-            .validation("name", "This value is already in use and should be unique."),
-            None => err.into(),
-        });
+        return Err(ApiError::name_conflict(
+            err,
+            format!("Template with name {:?} already exists.", next.name),
+        ));
     }
     let row = store::get(&state.pool, t.id)
         .await?

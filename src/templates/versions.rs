@@ -112,6 +112,11 @@ pub fn with_job(
     pos: i64,
     size: i64,
 ) -> TemplateVersion {
+    with_job_json(row, ProvisionerJob::from_row(job, pos, size))
+}
+
+/// The JSON of a version whose job's JSON is already built.
+pub fn with_job_json(row: VersionRow, job: ProvisionerJob) -> TemplateVersion {
     TemplateVersion {
         id: row.id,
         template_id: row.template_id.unwrap_or(Uuid::nil()),
@@ -120,7 +125,7 @@ pub fn with_job(
         updated_at: row.updated_at,
         name: row.name,
         message: row.message,
-        job: ProvisionerJob::from_row(job, pos, size),
+        job,
         readme: row.readme,
         created_by: MinimalUser {
             id: row.created_by,
@@ -320,6 +325,29 @@ const SURNAMES: &[&str] = &[
     "wozniak",
     "yalow",
 ];
+
+/// The versions of a template, with their jobs, in one snapshot and a fixed number of queries.
+pub async fn list_json(
+    pool: &sqlx::PgPool,
+    template_id: Uuid,
+    include_archived: bool,
+) -> Result<Vec<TemplateVersion>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let rows = list_for_template(&mut *tx, template_id, include_archived).await?;
+    let job_ids: Vec<Uuid> = rows.iter().map(|r| r.job_id).collect();
+    let mut jobs = jobs::load_json(&mut tx, &job_ids).await?;
+    tx.commit().await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let job = jobs.remove(&row.job_id)?;
+            Some(with_job_json(row, job))
+        })
+        .collect())
+}
 
 /// A random `adjective_surname<digit>` name, the style of Coder's generated version names.
 pub fn random_name() -> String {

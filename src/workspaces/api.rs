@@ -395,11 +395,10 @@ async fn create_workspace(
     .execute(&mut *tx)
     .await;
     if let Err(err) = inserted {
-        return Err(match db::unique_violation(&err) {
-            Some(_) => ApiError::conflict(format!("Workspace {:?} already exists.", req.name))
-                .validation("name", "This value is already in use and should be unique."),
-            None => err.into(),
-        });
+        return Err(ApiError::name_conflict(
+            err,
+            format!("Workspace {:?} already exists.", req.name),
+        ));
     }
     builds::insert(
         &mut tx,
@@ -876,12 +875,10 @@ async fn rename_workspace(
         .await;
     match updated {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(err) if db::unique_violation(&err).is_some() => Err(ApiError::conflict(format!(
-            "Workspace {:?} already exists.",
-            req.name
-        ))
-        .validation("name", "This value is already in use and should be unique.")),
-        Err(err) => Err(err.into()),
+        Err(err) => Err(ApiError::name_conflict(
+            err,
+            format!("Workspace {:?} already exists.", req.name),
+        )),
     }
 }
 

@@ -8,7 +8,6 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::types::*;
-use crate::provisioner::{JobRow, ProvisionerJob};
 use crate::users::PREBUILDS_USER_ID;
 
 /// How long after its last heartbeat an agent counts as disconnected.
@@ -379,46 +378,6 @@ pub async fn resources_of_jobs(
     Ok(out)
 }
 
-async fn jobs_by_id(
-    conn: &mut PgConnection,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, ProvisionerJob>, sqlx::Error> {
-    let rows: Vec<JobRow> = sqlx::query_as(
-        "SELECT id, created_at, updated_at, started_at, canceled_at, completed_at, error, error_code,
-                organization_id, initiator_id, provisioner, type, input, worker_id, file_id, tags,
-                logs_overflowed, job_status
-         FROM provisioner_jobs WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    // Queue positions for pending jobs in one query (none needed when no job is pending).
-    let any_pending = rows.iter().any(|r| r.job_status == "pending");
-    let positions: Vec<(Uuid, i64, i64)> = if !any_pending {
-        Vec::new()
-    } else {
-        sqlx::query_as(
-        "WITH q AS (SELECT id, row_number() OVER (ORDER BY created_at, id) AS pos, count(*) OVER () AS size
-                   FROM provisioner_jobs WHERE started_at IS NULL AND canceled_at IS NULL)
-         SELECT id, pos, size FROM q WHERE id = ANY($1)",
-        )
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await?
-    };
-    let positions: HashMap<Uuid, (i64, i64)> = positions
-        .into_iter()
-        .map(|(id, p, s)| (id, (p, s)))
-        .collect();
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let (p, s) = positions.get(&r.id).copied().unwrap_or((0, 0));
-            (r.id, ProvisionerJob::from_row(r, p, s))
-        })
-        .collect())
-}
-
 /// Builds' JSON, in the order of `ids`.
 pub async fn load_builds(
     conn: &mut PgConnection,
@@ -427,7 +386,7 @@ pub async fn load_builds(
 ) -> Result<Vec<WorkspaceBuild>, sqlx::Error> {
     let rows = build_rows(conn, ids).await?;
     let job_ids: Vec<Uuid> = rows.iter().map(|b| b.job_id).collect();
-    let mut jobs = jobs_by_id(conn, &job_ids).await?;
+    let mut jobs = crate::provisioner::jobs::load_json(conn, &job_ids).await?;
     let mut resources = resources_of_jobs(conn, &job_ids, now).await?;
     let mut out = Vec::with_capacity(rows.len());
     for b in rows {
