@@ -77,8 +77,8 @@ impl AppState {
 
 pub type App = NormalizePath<Router>;
 
-/// Starts the replica's background work: the pubsub listener and the provisioner daemons (with the
-/// stale-job detector). Everything stops when `shutdown` is cancelled.
+/// Starts the replica's background work: the pubsub listener, the provisioner daemons (with the
+/// stale-job detector) and, with prebuilds enabled, the prebuild reconciler. Everything stops when `shutdown` is cancelled.
 pub fn start_background(
     state: &AppState,
     shutdown: tokio_util::sync::CancellationToken,
@@ -90,8 +90,9 @@ pub fn start_background(
     tasks.extend(crate::provisioner::daemon::start(
         state.clone(),
         state.config.provisioner_daemons,
-        shutdown,
+        shutdown.clone(),
     ));
+    tasks.extend(crate::prebuilds::reconciler::start(state, shutdown));
     tasks
 }
 

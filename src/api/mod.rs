@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::workspaces::api::routes())
         .merge(crate::workspaces::quota::routes())
         .merge(crate::agents::api::routes())
+        .merge(crate::prebuilds::api::routes())
         .fallback(route_not_found)
 }
 

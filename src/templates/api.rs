@@ -108,7 +108,11 @@ async fn load_version(state: &AppState, auth: &Auth, id: &str) -> ApiResult<Vers
 }
 
 /// Loads a template the caller may read (404 otherwise).
-async fn load_template(state: &AppState, auth: &Auth, id: &str) -> ApiResult<TemplateRow> {
+pub(crate) async fn load_template(
+    state: &AppState,
+    auth: &Auth,
+    id: &str,
+) -> ApiResult<TemplateRow> {
     let id = parse_uuid(id)?;
     let row = store::get(&state.pool, id)
         .await?

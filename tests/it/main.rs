@@ -7,6 +7,7 @@ mod agents;
 mod errors;
 mod files;
 mod orgs;
+mod prebuilds;
 mod server_process;
 mod templates;
 mod users;

@@ -60,6 +60,11 @@ impl Client {
         }
     }
 
+    /// The session token (panics for an anonymous client).
+    pub fn token(&self) -> &str {
+        self.token.as_deref().expect("logged-in client")
+    }
+
     pub fn with_token(&self, token: &str) -> Self {
         let mut c = self.clone();
         c.token = Some(token.to_string());
