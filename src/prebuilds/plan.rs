@@ -748,6 +748,41 @@ mod tests {
     }
 
     #[test]
+    fn berlin_switch_at_0800_follows_the_wall_clock_across_dst() {
+        // 2026-03-29 is the spring-forward Sunday in Europe/Berlin (CET+1 → CEST+2).
+        let working = [("* 8-18 * * *", 3)];
+        let at = |y, m, d, h, min| Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap();
+        let cases = [
+            // Saturday before: 07:59 CET = 06:59 UTC, 08:00 CET = 07:00 UTC.
+            (at(2026, 3, 28, 6, 59), 1),
+            (at(2026, 3, 28, 7, 0), 3),
+            // Monday after: 07:59 CEST = 05:59 UTC, 08:00 CEST = 06:00 UTC.
+            (at(2026, 3, 30, 5, 59), 1),
+            (at(2026, 3, 30, 6, 0), 3),
+            // The end of the window moves too: 18:59 CEST = 16:59 UTC in, 19:00 CEST out.
+            (at(2026, 3, 30, 16, 59), 3),
+            (at(2026, 3, 30, 17, 0), 1),
+            // Autumn back (2026-10-25): 08:00 CET is 07:00 UTC again.
+            (at(2026, 10, 26, 6, 59), 1),
+            (at(2026, 10, 26, 7, 0), 3),
+        ];
+        for (now, desired) in cases {
+            let p = Fx::active(1)
+                .at(now)
+                .schedule("Europe/Berlin", &working)
+                .run(1, 60)
+                .plan();
+            assert_eq!(p.desired, desired, "at {now}");
+            let expected = if desired == 3 {
+                vec![Action::Create { count: 2 }]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(p.actions, expected, "at {now}");
+        }
+    }
+
+    #[test]
     fn inactive_preset_ignores_schedule() {
         let p = Fx::inactive(1)
             .schedule("UTC", &[("* 8-18 * * 1-5", 3)])

@@ -326,6 +326,19 @@ async fn owner_prebuilds_search_lists_exactly_the_prebuilds() {
         .await;
     assert_eq!(resp.status, 201, "{}", resp.text());
     assert_eq!(tick(&app).await.created(), 2);
+    // The tick made the prebuilds user a member of the organization's prebuilt-workspaces group,
+    // with no quota of its own.
+    let group: (String, i32) = sqlx::query_as(
+        "SELECT g.display_name, g.quota_allowance FROM groups g
+         JOIN group_members m ON m.group_id = g.id AND m.user_id = $1
+         JOIN organizations o ON o.id = g.organization_id AND o.is_default
+         WHERE g.name = 'coderprebuiltworkspaces'",
+    )
+    .bind(PREBUILDS_USER.parse::<uuid::Uuid>().unwrap())
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
+    assert_eq!(group, ("Prebuilt Workspaces".to_string(), 0));
     let list = prebuilds(&owner).await;
     assert_eq!(list.len(), 2);
     assert!(list
