@@ -20,10 +20,24 @@ fn main() {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(coder::cli::agent::run(args))),
+        Command::Login(args) => client_runtime(coder::cli::login::run(args)),
+        Command::Logout(args) => client_runtime(coder::cli::login::logout(args)),
+        Command::Create(args) => client_runtime(coder::cli::create::run(*args)),
     };
     if let Err(err) = result {
         // One line, as an operator reads it; details were logged where they happened.
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }
+}
+
+/// Client commands make a handful of sequential requests: one thread is plenty.
+fn client_runtime(
+    fut: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(fut))
 }

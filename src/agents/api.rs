@@ -36,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/workspaceagents/me/logs", patch(patch_logs))
         .route("/workspaceagents/me/log-source", post(post_log_source))
         .route("/workspaceagents/me/rpc", get(rpc_unsupported))
+        .route("/workspaceagents/me/reinit", get(reinit))
         .route("/workspaceagents/{workspaceagent}", get(get_agent))
         .route("/workspaceagents/{workspaceagent}/logs", get(agent_logs))
 }
@@ -81,7 +82,15 @@ impl FromRequestParts<AppState> for AgentIdentity {
                 FROM workspace_resources r, workspace_builds b, workspaces w
                 WHERE a.auth_token = $1 AND r.id = a.resource_id AND b.job_id = r.job_id AND w.id = b.workspace_id
                   AND NOT w.deleted
-                  AND b.build_number = (SELECT max(build_number) FROM workspace_builds WHERE workspace_id = w.id)
+                  AND (b.build_number = (SELECT max(build_number) FROM workspace_builds WHERE workspace_id = w.id)
+                       -- While a claim build runs, the prebuild's agents (whose tokens it keeps) stay valid.
+                       OR EXISTS (SELECT 1 FROM workspace_builds nb JOIN provisioner_jobs nj ON nj.id = nb.job_id
+                                  WHERE nb.workspace_id = w.id AND nb.build_number = b.build_number + 1
+                                    AND nj.job_status IN ('pending', 'running')
+                                    AND (nj.input ->> 'prebuild_claim') = 'true'
+                                    AND NOT EXISTS (SELECT 1 FROM workspace_builds later
+                                                    WHERE later.workspace_id = w.id
+                                                      AND later.build_number > nb.build_number)))
                 RETURNING a.id, a.name, a.directory, a.environment_variables, a.startup_script,
                           a.startup_script_behavior, a.startup_script_timeout_secs, a.motd_file, w.id AS wid,
                           w.name AS wname, w.owner_id)
@@ -551,4 +560,63 @@ async fn agent_logs(
     .fetch_all(&state.pool)
     .await?;
     Ok(ok(logs))
+}
+
+/// Coder's `agentsdk.ReinitializationEvent`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReinitializationEvent {
+    #[serde(rename = "workspaceID")]
+    pub workspace_id: Uuid,
+    pub reason: String,
+}
+
+/// SSE stream that sends one `prebuild_claimed` event once the agent's workspace no longer belongs
+/// to the `prebuilds` user (at once if it already does not), so a prebuild's agent learns about its
+/// new owner without a restart.
+async fn reinit(State(state): State<AppState>, agent: AgentIdentity) -> ApiResult<Response> {
+    use crate::pubsub::{self, Event as PubsubEvent};
+    use axum::response::sse::Event;
+    use tokio::sync::broadcast::error::RecvError;
+
+    // Subscribe before the first read, so a claim in between is not missed.
+    let mut events = state.pubsub.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(2);
+    let workspace = agent.workspace_id;
+    tokio::spawn(async move {
+        // A slow fallback in case notifications are lost (listener reconnecting).
+        let mut fallback = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            let owner: Result<Option<Uuid>, sqlx::Error> =
+                sqlx::query_scalar("SELECT owner_id FROM workspaces WHERE id = $1 AND NOT deleted")
+                    .bind(workspace)
+                    .fetch_optional(&state.pool)
+                    .await;
+            match owner {
+                Ok(None) => return,
+                Ok(Some(owner)) if owner != crate::users::PREBUILDS_USER_ID => {
+                    let event = ReinitializationEvent {
+                        workspace_id: workspace,
+                        reason: "prebuild_claimed".into(),
+                    };
+                    let data = serde_json::to_string(&event).unwrap_or_default();
+                    let _ = tx
+                        .send(Event::default().event("prebuild_claimed").data(data))
+                        .await;
+                    return;
+                }
+                _ => {}
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = fallback.tick() => {}
+                e = events.recv() => match e {
+                    Ok(PubsubEvent::Message { channel, payload })
+                        if channel != pubsub::WORKSPACE_UPDATES || payload != workspace.to_string() => {}
+                    Err(RecvError::Closed) => return,
+                    _ => {}
+                },
+            }
+        }
+    });
+    Ok(crate::workspaces::watch::sse(rx))
 }

@@ -33,6 +33,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::workspaces::quota::routes())
         .merge(crate::agents::api::routes())
         .merge(crate::prebuilds::api::routes())
+        .merge(crate::notifications::api::routes())
         .fallback(route_not_found)
 }
 

@@ -124,6 +124,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     }
     api.lifecycle(outcome).await;
+    // A prebuild learns when a user claims it; it keeps running (no second startup) under its new owner.
+    let claim_watch =
+        (manifest.owner_name == "prebuilds").then(|| tokio::spawn(wait_for_claim(api.clone())));
 
     // Run until told to stop, or until the server no longer knows this agent (a newer build replaced it).
     let mut heartbeat = heartbeat;
@@ -131,6 +134,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         _ = crate::server::shutdown_signal() => false,
         _ = &mut heartbeat => true,
     };
+    if let Some(task) = claim_watch {
+        task.abort();
+    }
     if revoked {
         eprintln!("the server no longer accepts this agent's token; exiting");
         for task in metadata {
@@ -145,6 +151,52 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     api.lifecycle("off").await;
     Ok(())
+}
+
+/// Waits on `GET /workspaceagents/me/reinit` (an SSE stream) for the `prebuild_claimed` event, then
+/// re-reads the manifest: the workspace now has its claimant's name and owner.
+async fn wait_for_claim(api: Api) {
+    loop {
+        let resp = api
+            .http
+            .get(api.url("reinit"))
+            .header("Coder-Session-Token", &api.token)
+            .timeout(Duration::from_secs(24 * 3600))
+            .send()
+            .await;
+        let mut resp = match resp {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => return,
+            _ => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        let mut seen = String::new();
+        let mut claimed = false;
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: prebuild_claimed") {
+                claimed = true;
+                break;
+            }
+            // Keep only the tail: pings accumulate over hours.
+            if seen.len() > 4096 {
+                seen.drain(..seen.len() - 64);
+            }
+        }
+        if claimed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    match fetch_manifest(&api).await {
+        Ok(m) => eprintln!(
+            "prebuild claimed: agent {} now serves workspace {} of {}",
+            m.agent_name, m.workspace_name, m.owner_name
+        ),
+        Err(err) => eprintln!("prebuild claimed, but the manifest could not be read: {err:#}"),
+    }
 }
 
 /// The manifest, retried while the server is unreachable or the build has not committed yet.

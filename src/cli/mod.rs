@@ -1,6 +1,10 @@
-//! Command-line entry: `coder server`, and later `coder agent` and client commands.
+//! Command-line entry: `coder server`, `coder agent`, and the client commands `login`, `logout` and
+//! `create`.
 
 pub mod agent;
+pub mod client;
+pub mod create;
+pub mod login;
 pub mod server;
 
 use clap::{Parser, Subcommand};
@@ -18,4 +22,10 @@ pub enum Command {
     Server(Box<server::ServerArgs>),
     /// Start a workspace agent (run by the local runtime inside a workspace).
     Agent(agent::AgentArgs),
+    /// Authenticate with a Coder deployment and store the session.
+    Login(login::LoginArgs),
+    /// Unauthenticate your local session.
+    Logout(login::LogoutArgs),
+    /// Create a workspace from a template (optionally with a preset).
+    Create(Box<create::CreateArgs>),
 }

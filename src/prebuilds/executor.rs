@@ -108,6 +108,7 @@ pub async fn create(
             preset_id: Some(preset_id),
             params: &values,
             orphan: false,
+            prebuild_claim: false,
             now,
         },
     )
@@ -200,6 +201,7 @@ async fn queue_delete(
             preset_id: latest.template_version_preset_id,
             params: &values,
             orphan,
+            prebuild_claim: false,
             now,
         },
     )

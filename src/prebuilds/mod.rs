@@ -2,6 +2,7 @@
 //! executor that turns actions into builds, the loop, and the HTTP endpoints.
 
 pub mod api;
+pub mod claim;
 pub mod executor;
 pub mod plan;
 pub mod reconciler;

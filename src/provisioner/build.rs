@@ -50,6 +50,12 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         .get("orphan")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let claim_flag = job
+        .input
+        .0
+        .get("prebuild_claim")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let now = || state.clock.now();
     let Some(build_id) = input.workspace_build_id else {
         jobs::complete(
@@ -103,6 +109,13 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         )
         .await
     };
+    // A claimed prebuild's follow-up build hands the running agents over instead of restarting them.
+    let claim = if claim_flag && ctx.transition == "start" {
+        let mut conn = state.pool.acquire().await?;
+        crate::prebuilds::claim::claim_context(&mut conn, build_id).await?
+    } else {
+        None
+    };
     let applied = if orphan {
         log(
             "info",
@@ -121,7 +134,7 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
             ),
         )
         .await?;
-        evaluate(state, job, &ctx).await?.map(Some)
+        evaluate(state, job, &ctx, claim.as_ref()).await?.map(Some)
     };
     let applied = match applied {
         Ok(a) => a,
@@ -139,6 +152,25 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     if let Some(applied) = &applied {
         cost = write_resources(&mut tx, job.id, &ctx.transition, applied, now()).await?;
     }
+    let mut replaced = Vec::new();
+    if let (Some(claim), Some(applied)) = (&claim, &applied) {
+        use crate::prebuilds::claim as pc;
+        pc::carry_over_agents(&mut tx, job.id, claim.previous_job_id).await?;
+        let previous = pc::stored_resources(&mut tx, claim.previous_job_id).await?;
+        replaced = pc::replacements(&applied.evaluated.resources, &previous);
+        if let (false, Some(preset)) = (replaced.is_empty(), claim.preset_id) {
+            pc::record_replacements(
+                &mut tx,
+                build_id,
+                ctx.workspace_id,
+                preset,
+                ctx.owner_id,
+                &replaced,
+                now(),
+            )
+            .await?;
+        }
+    }
     if ctx.transition == "start" && cost > 0 && !quota_allows(&mut tx, &ctx, cost).await? {
         tx.rollback().await?;
         let message = "insufficient quota";
@@ -152,7 +184,17 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         return Ok(());
     }
     let local = job.provisioner == "terraform";
-    if local && !orphan {
+    let keep_agents = claim.is_some()
+        && applied.as_ref().is_some_and(|a| {
+            let names: Vec<&str> = a
+                .evaluated
+                .agents
+                .iter()
+                .map(|ag| ag.name.as_str())
+                .collect();
+            super::local::all_running(&state.config.cache_dir, ctx.workspace_id, &names)
+        });
+    if local && !orphan && !keep_agents {
         // Agents start before the commit; they retry their manifest until the build is visible.
         if let Err(err) = apply_local(state, &ctx, applied.as_ref()).await {
             tx.rollback().await?;
@@ -185,6 +227,11 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     )
     .await;
     tracing::info!(target: "coderd.provisionerd", job = %job.id, build = %build_id, transition = %ctx.transition, "workspace build succeeded");
+    for r in &replaced {
+        tracing::warn!(target: "coderd.prebuilds", workspace = %ctx.workspace_name, template = %ctx.template_name,
+            resource = %r.resource, attributes = ?r.attributes,
+            "claim build replaced a resource the prebuild created; consider lifecycle ignore_changes");
+    }
     Ok(())
 }
 
@@ -247,7 +294,7 @@ pub async fn write_import_resources(
     model: &hcl::TemplateModel,
     now: DateTime<Utc>,
 ) -> Result<Result<(), String>, sqlx::Error> {
-    let (tokens, agents) = mint_agents(model);
+    let (tokens, agents) = mint_agents(model, &[]);
     let ctx = EvalContext {
         workspace: WorkspaceCtx {
             start_count: 1,
@@ -265,20 +312,28 @@ pub async fn write_import_resources(
     Ok(Ok(()))
 }
 
-/// Fresh ids and tokens for every agent of a build, and what expressions see of them.
+/// Row ids and tokens for every agent of a build, and what expressions see of them. Agents of a
+/// claimed prebuild keep their token and the id expressions saw (so resources referencing them do
+/// not change); everything else is fresh.
 fn mint_agents(
     model: &hcl::TemplateModel,
+    keep: &[crate::prebuilds::claim::PreviousAgent],
 ) -> (BTreeMap<String, (Uuid, Uuid)>, BTreeMap<String, AgentCtx>) {
     let mut tokens = BTreeMap::new();
     let mut agents = BTreeMap::new();
     for agent in &model.agents {
-        let (id, token) = (Uuid::new_v4(), Uuid::new_v4());
-        tokens.insert(agent.name.clone(), (id, token));
+        let row_id = Uuid::new_v4();
+        let (seen_id, token) = keep
+            .iter()
+            .find(|k| k.name == agent.name)
+            .map(|k| (k.id, k.auth_token))
+            .unwrap_or((row_id, Uuid::new_v4()));
+        tokens.insert(agent.name.clone(), (row_id, token));
         agents.insert(
             agent.name.clone(),
             AgentCtx {
                 token: token.to_string(),
-                id: id.to_string(),
+                id: seen_id.to_string(),
                 init_script: String::new(),
             },
         );
@@ -420,6 +475,7 @@ async fn evaluate(
     state: &AppState,
     job: &JobRow,
     ctx: &BuildContextRow,
+    claim: Option<&crate::prebuilds::claim::ClaimContext>,
 ) -> Result<Result<Applied, String>, sqlx::Error> {
     let params: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, value FROM workspace_build_parameters WHERE workspace_build_id = $1",
@@ -431,7 +487,7 @@ async fn evaluate(
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
-    let (tokens, agents) = mint_agents(&model);
+    let (tokens, agents) = mint_agents(&model, claim.map(|c| c.agents.as_slice()).unwrap_or(&[]));
     let eval_ctx = EvalContext {
         workspace: WorkspaceCtx {
             id: ctx.workspace_id.to_string(),

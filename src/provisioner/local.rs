@@ -114,6 +114,17 @@ pub fn stop(cache_dir: &Path, workspace: Uuid) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether every named agent of the workspace has a live process (a claim keeps them running).
+pub fn all_running(cache_dir: &Path, workspace: Uuid, names: &[&str]) -> bool {
+    let dir = workspace_dir(cache_dir, workspace);
+    names.iter().all(|name| {
+        std::fs::read_to_string(dir.join(format!("agent-{name}.pid")))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .is_some_and(is_agent_process)
+    })
+}
+
 /// Stops the agents and removes the workspace directory.
 pub fn delete(cache_dir: &Path, workspace: Uuid) -> std::io::Result<()> {
     stop(cache_dir, workspace)?;

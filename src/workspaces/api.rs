@@ -21,6 +21,7 @@ use crate::api::validate;
 use crate::app::AppState;
 use crate::db;
 use crate::orgs::api::resolve_org;
+use crate::prebuilds::claim as prebuild_claim;
 use crate::provisioner::jobs;
 use crate::rbac::{Action, Object, Resource};
 use crate::templates::api::parse_uuid;
@@ -334,7 +335,16 @@ async fn create_workspace(
     builds::check_version_usable(&version)?;
     let ttl_ms = validate_ttl(req.ttl_ms)?;
     let autostart = validate_autostart(req.autostart_schedule.clone())?;
-    let preset_id = req.template_version_preset_id.filter(|id| !id.is_nil());
+    let requested: Vec<(String, String)> = req
+        .rich_parameter_values
+        .iter()
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
+    // As Coder: without a preset id, the preset whose values the request matches (most parameters).
+    let preset_id = match req.template_version_preset_id.filter(|id| !id.is_nil()) {
+        Some(id) => Some(id),
+        None => prebuild_claim::matching_preset(&mut conn, version.id, &requested).await?,
+    };
     let preset_values = match preset_id {
         Some(pid) => {
             let belongs: bool = sqlx::query_scalar(
@@ -355,11 +365,6 @@ async fn create_workspace(
         None => Vec::new(),
     };
     let specs = builds::param_specs(&mut conn, version.id).await?;
-    let requested: Vec<(String, String)> = req
-        .rich_parameter_values
-        .iter()
-        .map(|p| (p.name.clone(), p.value.clone()))
-        .collect();
     let values = builds::resolve_params(&ResolveInput {
         specs: &specs,
         previous: &[],
@@ -368,16 +373,77 @@ async fn create_workspace(
         first_build: true,
         transition: "start",
     })?;
+    // A pool to claim from: prebuilds enabled, a preset with a pool on the active version.
+    let pool_preset = match preset_id {
+        Some(p)
+            if crate::prebuilds::reconciler::enabled(&state)
+                && version.id == template.active_version_id
+                && prebuild_claim::preset_has_active_pool(&mut conn, p).await? =>
+        {
+            Some(p)
+        }
+        _ => None,
+    };
     drop(conn);
 
     let now = state.clock.now();
-    let workspace_id = Uuid::new_v4();
     let automatic_updates = if req.automatic_updates.is_empty() {
         "never"
     } else {
         req.automatic_updates.as_str()
     };
     let mut tx = state.pool.begin().await?;
+    if let Some(preset) = pool_preset {
+        let claimed = prebuild_claim::claim(
+            &mut tx,
+            &prebuild_claim::ClaimRequest {
+                preset_id: preset,
+                owner_id: owner.id,
+                name: &req.name,
+                autostart_schedule: autostart.as_deref(),
+                ttl_ms,
+                automatic_updates,
+                now,
+            },
+        )
+        .await
+        .map_err(|err| {
+            ApiError::name_conflict(err, format!("Workspace {:?} already exists.", req.name))
+        })?;
+        if let Some(claimed) = claimed {
+            prebuild_claim::record_claim(&mut tx, &claimed, preset, owner.id, now).await?;
+            builds::insert(
+                &mut tx,
+                &NewBuild {
+                    workspace_id: claimed.workspace_id,
+                    organization_id: template.organization_id,
+                    version: &version,
+                    transition: "start",
+                    initiator: auth.user_id(),
+                    reason: "initiator",
+                    preset_id: Some(preset),
+                    params: &values,
+                    orphan: false,
+                    prebuild_claim: true,
+                    now,
+                },
+            )
+            .await?;
+            let row = store::workspace_row(&mut tx, claimed.workspace_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            let workspace = store::assemble(&mut tx, vec![row], now)
+                .await?
+                .pop()
+                .ok_or_else(ApiError::not_found)?;
+            tx.commit().await?;
+            tracing::info!(target: "coderd.prebuilds", workspace = %claimed.workspace_id, name = %req.name,
+                owner = %owner.username, preset = %preset,
+                prebuild_age_s = (now - claimed.prebuild_created_at).num_seconds(), "claimed prebuilt workspace");
+            return Ok(created(workspace));
+        }
+    }
+    let workspace_id = Uuid::new_v4();
     let inserted = sqlx::query(
         "INSERT INTO workspaces (id, created_at, updated_at, owner_id, organization_id, template_id, name,
                                  autostart_schedule, ttl_ms, last_used_at, automatic_updates)
@@ -412,6 +478,7 @@ async fn create_workspace(
             preset_id,
             params: &values,
             orphan: false,
+            prebuild_claim: false,
             now,
         },
     )
@@ -711,6 +778,7 @@ async fn create_build(
             preset_id,
             params: &values,
             orphan: req.orphan,
+            prebuild_claim: false,
             now,
         },
     )

@@ -155,6 +155,8 @@ pub struct NewBuild<'a> {
     pub preset_id: Option<Uuid>,
     pub params: &'a [(String, String)],
     pub orphan: bool,
+    /// The follow-up build of a claimed prebuild: it keeps the running agents (same tokens, state).
+    pub prebuild_claim: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -170,6 +172,9 @@ pub async fn insert(conn: &mut PgConnection, b: &NewBuild<'_>) -> Result<Uuid, s
     .unwrap_or_default();
     if b.orphan {
         input["orphan"] = serde_json::Value::Bool(true);
+    }
+    if b.prebuild_claim {
+        input["prebuild_claim"] = serde_json::Value::Bool(true);
     }
     let tags = provisioner::default_tags();
     jobs::insert(

@@ -28,7 +28,7 @@ pub fn experimental_routes() -> Router<AppState> {
 }
 
 /// Turns a channel of SSE events into Coder's SSE response (15 s `ping` events keep proxies from closing it).
-fn sse(rx: mpsc::Receiver<Event>) -> Response {
+pub(crate) fn sse(rx: mpsc::Receiver<Event>) -> Response {
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });

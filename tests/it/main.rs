@@ -4,6 +4,8 @@
 mod harness;
 
 mod agents;
+mod claims;
+mod cli;
 mod errors;
 mod files;
 mod orgs;

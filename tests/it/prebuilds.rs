@@ -14,13 +14,13 @@ use serde_json::{json, Value};
 use crate::harness::templates::{create_version_with, tar_of_main_tf, upload, wait_import};
 use crate::harness::{Client, TestApp};
 
-const PREBUILDS_USER: &str = "c42fdf75-3097-471c-8c33-fb52454d81c0";
+pub(crate) const PREBUILDS_USER: &str = "c42fdf75-3097-471c-8c33-fb52454d81c0";
 
-fn enable(c: &mut ServerConfig) {
+pub(crate) fn enable(c: &mut ServerConfig) {
     c.experiments = Experiments::parse(&["workspace-prebuilds".into()]);
 }
 
-fn pool_tf(instances: u32, extra: &str) -> String {
+pub(crate) fn pool_tf(instances: u32, extra: &str) -> String {
     format!(
         r#"
 data "coder_workspace" "me" {{}}
@@ -44,7 +44,12 @@ data "coder_workspace_preset" "pool" {{
     )
 }
 
-async fn import(owner: &Client, tf: &str, provisioner: &str, template: Option<&str>) -> String {
+pub(crate) async fn import(
+    owner: &Client,
+    tf: &str,
+    provisioner: &str,
+    template: Option<&str>,
+) -> String {
     let file = upload(owner, tar_of_main_tf(tf)).await;
     let v = create_version_with(
         owner,
@@ -59,7 +64,7 @@ async fn import(owner: &Client, tf: &str, provisioner: &str, template: Option<&s
 }
 
 /// Imports `tf` and creates template `name` from it; returns (template id, version id).
-async fn pool_template(
+pub(crate) async fn pool_template(
     owner: &Client,
     tf: &str,
     provisioner: &str,
@@ -79,7 +84,7 @@ async fn pool_template(
     )
 }
 
-async fn promote(owner: &Client, template: &str, version: &str) {
+pub(crate) async fn promote(owner: &Client, template: &str, version: &str) {
     let resp = owner
         .patch(
             &format!("/api/v2/templates/{template}/versions"),
@@ -89,7 +94,7 @@ async fn promote(owner: &Client, template: &str, version: &str) {
     assert_eq!(resp.status, 200, "{}", resp.text());
 }
 
-async fn tick(app: &TestApp) -> TickReport {
+pub(crate) async fn tick(app: &TestApp) -> TickReport {
     let report = reconciler::tick(&app.state).await.expect("tick");
     assert!(
         report.errors().is_empty(),
@@ -100,7 +105,7 @@ async fn tick(app: &TestApp) -> TickReport {
 }
 
 /// Live (not deleted) prebuilds, through the API's `owner:prebuilds` search.
-async fn prebuilds(owner: &Client) -> Vec<Value> {
+pub(crate) async fn prebuilds(owner: &Client) -> Vec<Value> {
     let resp = owner.get("/api/v2/workspaces?q=owner:prebuilds").await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     resp.json::<Value>()["workspaces"]
@@ -109,7 +114,7 @@ async fn prebuilds(owner: &Client) -> Vec<Value> {
         .clone()
 }
 
-fn agent_states(w: &Value) -> Vec<String> {
+pub(crate) fn agent_states(w: &Value) -> Vec<String> {
     w["latest_build"]["resources"]
         .as_array()
         .into_iter()
@@ -124,7 +129,7 @@ fn agent_states(w: &Value) -> Vec<String> {
         .collect()
 }
 
-fn running_and_ready(w: &Value) -> bool {
+pub(crate) fn running_and_ready(w: &Value) -> bool {
     let states = agent_states(w);
     w["latest_build"]["status"] == "running"
         && !states.is_empty()
@@ -132,7 +137,11 @@ fn running_and_ready(w: &Value) -> bool {
 }
 
 /// Polls the live prebuilds until `pred` holds for the whole list.
-async fn wait_prebuilds(owner: &Client, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn wait_prebuilds(
+    owner: &Client,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let start = Instant::now();
     loop {
         let list = prebuilds(owner).await;
@@ -147,13 +156,13 @@ async fn wait_prebuilds(owner: &Client, what: &str, pred: impl Fn(&[Value]) -> b
     }
 }
 
-fn ids(list: &[Value]) -> HashSet<String> {
+pub(crate) fn ids(list: &[Value]) -> HashSet<String> {
     list.iter()
         .map(|w| w["id"].as_str().unwrap().to_string())
         .collect()
 }
 
-async fn status(owner: &Client, template: &str) -> Value {
+pub(crate) async fn status(owner: &Client, template: &str) -> Value {
     let resp = owner
         .get(&format!("/api/v2/templates/{template}/prebuilds"))
         .await;
