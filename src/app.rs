@@ -33,6 +33,8 @@ pub struct AppInner {
     pub pubsub: crate::pubsub::Pubsub,
     /// Parsed templates, rebuilt from the database on a miss.
     pub templates: crate::provisioner::build::TemplateCache,
+    /// Prometheus series (served only with `--prometheus-enable`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 #[derive(Clone)]
@@ -63,6 +65,7 @@ impl AppState {
             tokio::task::spawn_blocking(move || crate::users::password::dummy_hash(params))
                 .await
                 .unwrap_or_default();
+        let metrics = crate::metrics::Metrics::new(&config);
         Ok(Self(Arc::new(AppInner {
             pool,
             clock,
@@ -71,6 +74,7 @@ impl AppState {
             dummy_hash,
             pubsub: crate::pubsub::Pubsub::new(),
             templates: Default::default(),
+            metrics,
         })))
     }
 }
@@ -114,6 +118,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> App {
         .fallback(crate::api::route_not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::http::record,
+        ))
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal("handler panicked").into_response()
         }))

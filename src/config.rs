@@ -15,6 +15,10 @@ pub const KNOWN_EXPERIMENTS: &[&str] = &[
     EXPERIMENT_WORKSPACE_BUILD_UPDATES,
 ];
 
+/// The labels agent statistics may be aggregated by (Coder's default set).
+pub const AGENT_STATS_LABELS: &[&str] =
+    &["agent_name", "template_name", "username", "workspace_name"];
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Experiments(Vec<String>);
 
@@ -61,6 +65,11 @@ pub struct ServerConfig {
     pub provisioner_stale_check_interval: Duration,
     pub prometheus_enable: bool,
     pub prometheus_address: SocketAddr,
+    pub prometheus_collect_agent_stats: bool,
+    /// Labels agent statistics are aggregated by (subset of agent_name, template_name, username,
+    /// workspace_name).
+    pub prometheus_aggregate_agent_stats_by: Vec<String>,
+    pub prometheus_collect_db_metrics: bool,
     pub prebuilds_reconciliation_interval: Duration,
     pub prebuilds_backoff_interval: Duration,
     pub prebuilds_backoff_lookback: Duration,
@@ -89,6 +98,12 @@ impl ServerConfig {
             provisioner_stale_check_interval: Duration::from_secs(10),
             prometheus_enable: false,
             prometheus_address: SocketAddr::from(([127, 0, 0, 1], 2112)),
+            prometheus_collect_agent_stats: false,
+            prometheus_aggregate_agent_stats_by: AGENT_STATS_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            prometheus_collect_db_metrics: false,
             prebuilds_reconciliation_interval: Duration::from_secs(60),
             prebuilds_backoff_interval: Duration::from_secs(60),
             prebuilds_backoff_lookback: Duration::from_secs(3600),

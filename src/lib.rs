@@ -12,6 +12,7 @@ pub mod db;
 pub mod duration;
 pub mod files;
 pub mod logging;
+pub mod metrics;
 pub mod notifications;
 pub mod orgs;
 pub mod prebuilds;

@@ -77,9 +77,12 @@ pub fn init(args: &ServerArgs) -> LogGuard {
             .with_filter(level)
             .with_filter(filter_fn(keep))
     });
+    let db_metrics = (args.prometheus_enable && args.prometheus_collect_db_metrics)
+        .then(crate::metrics::db_queries::layer);
     let _ = tracing_subscriber::registry()
         .with(human)
         .with(json)
+        .with(db_metrics)
         .try_init();
     LogGuard
 }

@@ -106,6 +106,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::info!(target: "coderd", "View the Web UI: {}", config.access_url);
         let background = CancellationToken::new();
         let tasks = app::start_background(&state, background.clone());
+        if config.prometheus_enable {
+            crate::metrics::http::serve(state.clone(), background.clone())
+                .await
+                .with_context(|| format!("listen on {}", config.prometheus_address))?;
+        }
         app::serve(listener, app::router(state), shutdown_signal()).await?;
         tracing::info!(target: "coderd", "HTTP server stopped");
         // Daemons finish their current job step; a job cut short is failed by the stale detector.

@@ -58,6 +58,7 @@ pub struct AgentIdentity {
     pub startup_script_behavior: String,
     pub startup_script_timeout_secs: i32,
     pub motd_file: String,
+    pub template_name: String,
 }
 
 impl FromRequestParts<AppState> for AgentIdentity {
@@ -93,11 +94,12 @@ impl FromRequestParts<AppState> for AgentIdentity {
                                                       AND later.build_number > nb.build_number)))
                 RETURNING a.id, a.name, a.directory, a.environment_variables, a.startup_script,
                           a.startup_script_behavior, a.startup_script_timeout_secs, a.motd_file, w.id AS wid,
-                          w.name AS wname, w.owner_id)
+                          w.name AS wname, w.owner_id, w.template_id)
              SELECT me.id AS agent_id, me.name AS agent_name, me.wid AS workspace_id, me.wname AS workspace_name,
                     u.username AS owner_name, me.directory, me.environment_variables, me.startup_script,
-                    me.startup_script_behavior, me.startup_script_timeout_secs, me.motd_file
-             FROM me JOIN users u ON u.id = me.owner_id",
+                    me.startup_script_behavior, me.startup_script_timeout_secs, me.motd_file,
+                    t.name AS template_name
+             FROM me JOIN users u ON u.id = me.owner_id JOIN templates t ON t.id = me.template_id",
         )
         .bind(token)
         .bind(now)
@@ -361,8 +363,27 @@ struct StatsResponse {
 /// How often agents should report (and so heartbeat).
 pub const REPORT_INTERVAL_SECS: i64 = 10;
 
-async fn report_stats(_me: AgentIdentity, _body: axum::body::Bytes) -> ApiResult<Response> {
-    // The heartbeat happened in the extractor; connection statistics are not aggregated yet.
+async fn report_stats(
+    State(state): State<AppState>,
+    me: AgentIdentity,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // The heartbeat happened in the extractor. Statistics feed `coderd_agentstats_*` when enabled;
+    // a body that is not Coder's stats object is a heartbeat like any other.
+    if state.metrics.agent_stats.enabled() {
+        if let Ok(stats) = serde_json::from_slice::<crate::metrics::agent_stats::Stats>(&body) {
+            state.metrics.agent_stats.record(
+                me.agent_id,
+                crate::metrics::agent_stats::AgentLabels {
+                    agent_name: me.agent_name.clone(),
+                    template_name: me.template_name.clone(),
+                    username: me.owner_name.clone(),
+                    workspace_name: me.workspace_name.clone(),
+                },
+                stats,
+            );
+        }
+    }
     Ok(ok(StatsResponse {
         report_interval: REPORT_INTERVAL_SECS * 1_000_000_000,
     }))

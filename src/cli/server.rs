@@ -217,6 +217,14 @@ impl ServerArgs {
             provisioner_stale_check_interval: std::time::Duration::from_secs(10),
             prometheus_enable: self.prometheus_enable,
             prometheus_address: self.prometheus_address,
+            prometheus_collect_agent_stats: self.prometheus_collect_agent_stats,
+            prometheus_aggregate_agent_stats_by: self
+                .prometheus_aggregate_agent_stats_by
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            prometheus_collect_db_metrics: self.prometheus_collect_db_metrics,
             prebuilds_reconciliation_interval: self.workspace_prebuilds_reconciliation_interval.0,
             prebuilds_backoff_interval: self.workspace_prebuilds_reconciliation_backoff_interval.0,
             prebuilds_backoff_lookback: self

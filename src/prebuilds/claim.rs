@@ -24,12 +24,13 @@ pub struct ClaimRequest<'a> {
 }
 
 /// The claimed workspace.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub workspace_id: Uuid,
     /// When the prebuild was created (for the claim record and the claim-duration histogram).
     pub prebuild_created_at: DateTime<Utc>,
     pub latest_build_id: Uuid,
+    pub preset_name: String,
 }
 
 /// Takes one eligible prebuild of the preset in the caller's transaction, or none: running
@@ -43,7 +44,7 @@ pub async fn claim(
 ) -> Result<Option<Claimed>, sqlx::Error> {
     sqlx::query_as(
         "WITH candidate AS (
-            SELECT w.id, w.created_at, lb.id AS build_id
+            SELECT w.id, w.created_at, lb.id AS build_id, p.name AS preset_name
             FROM workspaces w
             JOIN templates t ON t.id = w.template_id
             JOIN template_version_presets p ON p.id = $1
@@ -68,7 +69,8 @@ pub async fn claim(
         SET owner_id = $4, name = $5, updated_at = $3, last_used_at = $3, autostart_schedule = $6,
             ttl_ms = $7, automatic_updates = $8, dormant_at = NULL, deleting_at = NULL, next_start_at = NULL
         FROM candidate c WHERE w.id = c.id
-        RETURNING w.id AS workspace_id, c.created_at AS prebuild_created_at, c.build_id AS latest_build_id",
+        RETURNING w.id AS workspace_id, c.created_at AS prebuild_created_at, c.build_id AS latest_build_id,
+                  c.preset_name",
     )
     .bind(r.preset_id)
     .bind(PREBUILDS_USER_ID)

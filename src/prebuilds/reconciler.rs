@@ -195,6 +195,10 @@ pub async fn tick(state: &AppState) -> Result<TickReport, sqlx::Error> {
         .await;
     report.execute_time = started.elapsed();
     lock.commit().await?;
+    state
+        .metrics
+        .reconcile_duration
+        .observe((report.snapshot_time + report.plan_time + report.execute_time).as_secs_f64());
     Ok(report)
 }
 

@@ -21,6 +21,9 @@ use crate::users::PREBUILDS_USER_ID;
 #[derive(Debug, sqlx::FromRow)]
 struct BuildContextRow {
     build_id: Uuid,
+    build_number: i32,
+    organization_name: String,
+    preset_name: Option<String>,
     transition: String,
     workspace_id: Uuid,
     workspace_name: String,
@@ -69,8 +72,8 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         return Ok(());
     };
     let ctx: Option<BuildContextRow> = sqlx::query_as(
-        "SELECT b.id AS build_id, b.transition, w.id AS workspace_id, w.name AS workspace_name,
-                w.organization_id,
+        "SELECT b.id AS build_id, b.build_number, b.transition, w.id AS workspace_id, w.name AS workspace_name,
+                w.organization_id, o.name AS organization_name, p.name AS preset_name,
                 t.id AS template_id, t.name AS template_name, tv.name AS version_name,
                 u.id AS owner_id, u.username AS owner_username, u.name AS owner_name, u.email AS owner_email,
                 u.login_type AS owner_login_type, u.rbac_roles AS owner_roles
@@ -79,6 +82,8 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
          JOIN templates t ON t.id = w.template_id
          JOIN template_versions tv ON tv.id = b.template_version_id
          JOIN users u ON u.id = w.owner_id
+         JOIN organizations o ON o.id = w.organization_id
+         LEFT JOIN template_version_presets p ON p.id = b.template_version_preset_id
          WHERE b.id = $1",
     )
     .bind(build_id)
@@ -227,6 +232,24 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
     )
     .await;
     tracing::info!(target: "coderd.provisionerd", job = %job.id, build = %build_id, transition = %ctx.transition, "workspace build succeeded");
+    if ctx.transition == "start" && ctx.build_number == 1 {
+        let kind = if ctx.owner_id == PREBUILDS_USER_ID {
+            "prebuild"
+        } else {
+            "regular"
+        };
+        let took = (now() - job.created_at).to_std().unwrap_or_default();
+        state
+            .metrics
+            .workspace_creation_duration
+            .with_label_values(&[
+                ctx.organization_name.as_str(),
+                ctx.template_name.as_str(),
+                ctx.preset_name.as_deref().unwrap_or(""),
+                kind,
+            ])
+            .observe(took.as_secs_f64());
+    }
     for r in &replaced {
         tracing::warn!(target: "coderd.prebuilds", workspace = %ctx.workspace_name, template = %ctx.template_name,
             resource = %r.resource, attributes = ?r.attributes,

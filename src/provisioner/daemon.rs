@@ -135,6 +135,12 @@ async fn run_job(state: &AppState, worker: Uuid, job: JobRow) {
             }
         })
     };
+    let started = std::time::Instant::now();
+    let current = state
+        .metrics
+        .provisioner_jobs_current
+        .with_label_values(&[&job.provisioner]);
+    current.inc();
     let result = match job.r#type.as_str() {
         TYPE_TEMPLATE_VERSION_IMPORT => crate::templates::import::run(state, worker, &job).await,
         TYPE_WORKSPACE_BUILD => super::build::run(state, worker, &job).await,
@@ -146,9 +152,17 @@ async fn run_job(state: &AppState, worker: Uuid, job: JobRow) {
         }
     };
     heartbeat.abort();
+    current.dec();
     if let Err(err) = result {
         tracing::error!(target: "coderd.provisionerd", job = %job.id, error = %err, "job failed with an internal error");
         let msg = format!("internal error: {err}");
         let _ = jobs::complete(&state.pool, job.id, worker, Some(&msg), state.clock.now()).await;
+    }
+    if let Ok(Some(done)) = jobs::get(&state.pool, job.id).await {
+        state
+            .metrics
+            .provisioner_job_timings
+            .with_label_values(&[&job.provisioner, &done.job_status])
+            .observe(started.elapsed().as_secs_f64());
     }
 }

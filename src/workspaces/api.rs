@@ -394,6 +394,7 @@ async fn create_workspace(
     };
     let mut tx = state.pool.begin().await?;
     if let Some(preset) = pool_preset {
+        let claim_started = std::time::Instant::now();
         let claimed = prebuild_claim::claim(
             &mut tx,
             &prebuild_claim::ClaimRequest {
@@ -437,6 +438,15 @@ async fn create_workspace(
                 .pop()
                 .ok_or_else(ApiError::not_found)?;
             tx.commit().await?;
+            state
+                .metrics
+                .prebuild_claim_duration
+                .with_label_values(&[
+                    workspace.organization_name.as_str(),
+                    workspace.template_name.as_str(),
+                    claimed.preset_name.as_str(),
+                ])
+                .observe(claim_started.elapsed().as_secs_f64());
             tracing::info!(target: "coderd.prebuilds", workspace = %claimed.workspace_id, name = %req.name,
                 owner = %owner.username, preset = %preset,
                 prebuild_age_s = (now - claimed.prebuild_created_at).num_seconds(), "claimed prebuilt workspace");

@@ -8,6 +8,7 @@ mod claims;
 mod cli;
 mod errors;
 mod files;
+mod metrics;
 mod orgs;
 mod prebuilds;
 mod server_process;

@@ -3,7 +3,7 @@
 //! cancellation of pending creates, two replicas, and a constant statement count per tick.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
@@ -604,48 +604,12 @@ async fn two_replicas_never_overshoot_or_double_create() {
 
 // ---- statement count -----------------------------------------------------------------------------
 
-static STATEMENTS: AtomicU64 = AtomicU64::new(0);
-const COUNT_SPAN: &str = "count_statements";
-
-/// Counts sqlx's per-statement events emitted inside a `count_statements` span.
-struct StatementCounter;
-
-impl<S> tracing_subscriber::Layer<S> for StatementCounter
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "sqlx::query" {
-            return;
-        }
-        if let Some(scope) = ctx.event_scope(event) {
-            if scope.from_root().any(|span| span.name() == COUNT_SPAN) {
-                STATEMENTS.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
-fn install_counter() {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let filter = tracing_subscriber::filter::filter_fn(|meta| {
-            meta.target() == "sqlx::query" || meta.name() == COUNT_SPAN
-        });
-        let _ = tracing_subscriber::registry()
-            .with(StatementCounter.with_filter(filter))
-            .try_init();
-    });
-}
-
 async fn counted_tick(app: &TestApp) -> (TickReport, u64) {
+    use crate::harness::tracing::{COUNT_SPAN, STATEMENTS};
     use tracing::Instrument;
     let before = STATEMENTS.load(Ordering::SeqCst);
     let report = reconciler::tick(&app.state)
-        .instrument(tracing::info_span!("count_statements"))
+        .instrument(tracing::info_span!(COUNT_SPAN))
         .await
         .expect("tick");
     (report, STATEMENTS.load(Ordering::SeqCst) - before)
@@ -670,7 +634,6 @@ resource "coder_agent" "main" {
 
 #[tokio::test]
 async fn statements_per_tick_do_not_grow_with_presets() {
-    install_counter();
     let app = TestApp::with_config(enable).await;
     let owner = app.owner().await;
     pool_template(&owner, &many_presets_tf(1), "echo", "one").await;

@@ -257,8 +257,27 @@ async fn external_postgres_url_and_restart() {
 async fn two_servers_on_one_empty_database() {
     let url = pg::cluster().empty_database().await;
     let (d1, d2) = (cache_dir(), cache_dir());
-    let mut a = Server::start(d1.path(), &[("CODER_PG_CONNECTION_URL", &url)]);
-    let mut b = Server::start(d2.path(), &[("CODER_PG_CONNECTION_URL", &url)]);
+    // Replica a serves /metrics on its Prometheus address; b has an address but metrics disabled.
+    let (pa, pb) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut a = Server::start(
+        d1.path(),
+        &[
+            ("CODER_PG_CONNECTION_URL", &url),
+            ("CODER_PROMETHEUS_ENABLE", "true"),
+            ("CODER_PROMETHEUS_ADDRESS", &pa),
+            ("CODER_PROMETHEUS_COLLECT_DB_METRICS", "true"),
+        ],
+    );
+    let mut b = Server::start(
+        d2.path(),
+        &[
+            ("CODER_PG_CONNECTION_URL", &url),
+            ("CODER_PROMETHEUS_ADDRESS", &pb),
+        ],
+    );
     a.wait_healthy().await;
     b.wait_healthy().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -278,6 +297,28 @@ async fn two_servers_on_one_empty_database() {
         .login("admin@coder.test", PASSWORD)
         .await;
     assert_eq!(on_b.get("/api/v2/users/me").await.status, 200);
+    let metrics = reqwest::get(format!("http://{pa}/metrics"))
+        .await
+        .expect("replica a serves /metrics");
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for family in [
+        "coderd_api_requests_processed_total",
+        "coderd_db_query_latencies_seconds_bucket",
+        "coderd_prebuilt_workspaces_reconciliation_paused",
+        "process_resident_memory_bytes",
+        "go_sql_open_connections",
+    ] {
+        assert!(
+            text.contains(family),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+    assert!(
+        reqwest::get(format!("http://{pb}/metrics")).await.is_err(),
+        "nothing listens on the Prometheus address while metrics are disabled"
+    );
+    assert_eq!(Client::new(&a.url).get("/metrics").await.status, 404);
     pool.close().await;
 }
 

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod pg;
 pub mod templates;
+pub mod tracing;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ pub struct TestApp {
     pub db_url: String,
     pub state: AppState,
     pub clock: TestClock,
+    /// Where `/metrics` listens when the config enables Prometheus.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
 }
 
@@ -63,6 +66,7 @@ impl TestApp {
     }
 
     async fn on_database(db_url: String, tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        tracing::install();
         let pool = coder::db::connect(&db_url, 10)
             .await
             .expect("connect test db");
@@ -74,6 +78,7 @@ impl TestApp {
         config.http_address = addr;
         config.access_url = format!("http://{addr}");
         config.agent_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coder"));
+        config.prometheus_address = SocketAddr::from(([127, 0, 0, 1], 0));
         tweak(&mut config);
         let clock = TestClock::default();
         let state = AppState::new(pool, config, Arc::new(clock.clone()))
@@ -93,6 +98,15 @@ impl TestApp {
         );
         let router = app::router_with(state.clone(), extra);
         app::start_background(&state, shutdown.clone());
+        let metrics_addr = if state.config.prometheus_enable {
+            Some(
+                coder::metrics::http::serve(state.clone(), shutdown.clone())
+                    .await
+                    .expect("metrics listener"),
+            )
+        } else {
+            None
+        };
         tokio::spawn(async move {
             let _ = app::serve(listener, router, async move { token.cancelled().await }).await;
         });
@@ -102,6 +116,7 @@ impl TestApp {
             db_url,
             state,
             clock,
+            metrics_addr,
             shutdown,
         }
     }
