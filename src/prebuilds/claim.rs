@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::templates::hcl::EvaluatedResource;
+use crate::templates::hcl::{EvaluatedAgent, EvaluatedResource};
 use crate::users::PREBUILDS_USER_ID;
 
 /// What the claim changes on the prebuild besides its owner and name.
@@ -291,6 +291,69 @@ pub fn replacements(new: &[EvaluatedResource], previous: &[StoredResource]) -> V
         if !changed.is_empty() {
             out.push(Replacement {
                 resource: r.address.clone(),
+                attributes: changed,
+            });
+        }
+    }
+    out
+}
+
+/// An agent of the prebuild as stored, with the attributes a claim may change.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredAgent {
+    pub name: String,
+    pub operating_system: String,
+    pub architecture: String,
+    pub directory: String,
+    pub startup_script: String,
+    pub environment_variables: sqlx::types::Json<BTreeMap<String, String>>,
+}
+
+pub async fn stored_agents(
+    conn: &mut PgConnection,
+    job: Uuid,
+) -> Result<Vec<StoredAgent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.name, a.operating_system, a.architecture, a.directory, a.startup_script,
+                a.environment_variables
+         FROM workspace_agents a JOIN workspace_resources r ON r.id = a.resource_id WHERE r.job_id = $1",
+    )
+    .bind(job)
+    .fetch_all(conn)
+    .await
+}
+
+/// The same comparison for `coder_agent` resources (every agent attribute forces a new agent in
+/// Coder's provider): `startup_script`, `env`, `dir`, `os`, `arch`, outside the agent's
+/// `lifecycle { ignore_changes }`.
+#[must_use]
+pub fn agent_replacements(new: &[EvaluatedAgent], previous: &[StoredAgent]) -> Vec<Replacement> {
+    let mut out = Vec::new();
+    for agent in new {
+        let Some(old) = previous.iter().find(|p| p.name == agent.name) else {
+            continue;
+        };
+        if agent.ignore_changes.iter().any(|i| i == "all") {
+            continue;
+        }
+        let pairs = [
+            (
+                "startup_script",
+                agent.startup_script.as_deref().unwrap_or("") != old.startup_script,
+            ),
+            ("env", agent.env != old.environment_variables.0),
+            ("dir", agent.dir.as_deref().unwrap_or("") != old.directory),
+            ("os", agent.os != old.operating_system),
+            ("arch", agent.arch != old.architecture),
+        ];
+        let changed: Vec<String> = pairs
+            .iter()
+            .filter(|(name, differs)| *differs && !agent.ignore_changes.iter().any(|i| i == name))
+            .map(|(name, _)| (*name).to_string())
+            .collect();
+        if !changed.is_empty() {
+            out.push(Replacement {
+                resource: format!("coder_agent.{}", agent.name),
                 attributes: changed,
             });
         }

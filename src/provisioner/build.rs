@@ -163,6 +163,11 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         pc::carry_over_agents(&mut tx, job.id, claim.previous_job_id).await?;
         let previous = pc::stored_resources(&mut tx, claim.previous_job_id).await?;
         replaced = pc::replacements(&applied.evaluated.resources, &previous);
+        let previous_agents = pc::stored_agents(&mut tx, claim.previous_job_id).await?;
+        replaced.extend(pc::agent_replacements(
+            &applied.evaluated.agents,
+            &previous_agents,
+        ));
         if let (false, Some(preset)) = (replaced.is_empty(), claim.preset_id) {
             pc::record_replacements(
                 &mut tx,

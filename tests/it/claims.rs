@@ -613,3 +613,51 @@ async fn prebuilds_disabled_means_no_claims() {
     assert!(!former.contains(w["id"].as_str().unwrap()));
     assert_eq!(claims_count(&app).await, 0);
 }
+
+fn owner_in_agent_tf(ignore: bool) -> String {
+    let lifecycle = if ignore {
+        "lifecycle {\n    ignore_changes = [startup_script]\n  }"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+data "coder_workspace_owner" "me" {{}}
+resource "coder_agent" "main" {{
+  os             = "linux"
+  arch           = "amd64"
+  startup_script = "echo hello ${{data.coder_workspace_owner.me.name}}"
+  {lifecycle}
+}}
+data "coder_workspace_preset" "pool" {{
+  name = "pool"
+  prebuilds {{
+    instances = 1
+  }}
+}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_agent_startup_script_with_the_owner_name_is_a_replacement_unless_ignored() {
+    let app = TestApp::with_config(enable).await;
+    let owner = app.owner().await;
+    claim_one(&app, &owner, &owner_in_agent_tf(false), "agent-replaced").await;
+    let inbox: Value = owner.get("/api/v2/notifications/inbox").await.json();
+    let list = inbox["notifications"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{inbox:#}");
+    assert_eq!(
+        list[0]["payload"]["replacements"],
+        json!([{"resource": "coder_agent.main", "attributes": ["startup_script"]}])
+    );
+
+    let app = TestApp::with_config(enable).await;
+    let owner = app.owner().await;
+    claim_one(&app, &owner, &owner_in_agent_tf(true), "agent-ignored").await;
+    let inbox: Value = owner.get("/api/v2/notifications/inbox").await.json();
+    assert!(
+        inbox["notifications"].as_array().unwrap().is_empty(),
+        "{inbox:#}"
+    );
+}

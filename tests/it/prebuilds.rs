@@ -252,7 +252,8 @@ resource "coder_metadata" "cost" {
   resource_id = null_resource.box.id
   daily_cost  = 1
 }"#;
-    let (template, _) = pool_template(&owner, &pool_tf(2, costly), "echo", "costly").await;
+    // The local runtime: the build fails on quota before any agent is started.
+    let (template, _) = pool_template(&owner, &pool_tf(2, costly), "terraform", "costly").await;
 
     assert_eq!(tick(&app).await.created(), 2);
     let failed = |l: &[Value]| {
@@ -296,15 +297,14 @@ resource "coder_metadata" "cost" {
     assert_eq!(tick(&app).await.created(), 0);
 
     // A new version without the cost: its preset starts clean and fills.
-    let v2 = import(&owner, &pool_tf(2, ""), "echo", Some(&template)).await;
+    let v2 = import(&owner, &pool_tf(2, ""), "terraform", Some(&template)).await;
     promote(&owner, &template, &v2).await;
     let fresh = tick(&app).await;
     assert_eq!(fresh.created(), 2);
-    wait_prebuilds(&owner, "2 running on v2", |l| {
+    wait_prebuilds(&owner, "2 ready on v2", |l| {
         l.iter()
             .filter(|w| {
-                w["latest_build"]["status"] == "running"
-                    && w["latest_build"]["template_version_id"] == v2.as_str()
+                running_and_ready(w) && w["latest_build"]["template_version_id"] == v2.as_str()
             })
             .count()
             == 2

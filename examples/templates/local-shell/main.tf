@@ -63,6 +63,13 @@ resource "coder_agent" "main" {
     interval     = 10
     timeout      = 1
   }
+
+  # The script and env name the owner and the workspace, which change when a prebuilt workspace is
+  # claimed. Ignoring them keeps the prebuild's running agent (no replacement reported); the claimed
+  # workspace's greeting file keeps the name it was prebuilt with.
+  lifecycle {
+    ignore_changes = [startup_script, env]
+  }
 }
 
 resource "coder_app" "greeting" {

@@ -104,6 +104,7 @@ pub struct EvaluatedAgent {
     /// Enabled display apps, in the API's spelling.
     pub display_apps: Vec<String>,
     pub connection_timeout: i32,
+    pub ignore_changes: Vec<String>,
 }
 
 /// A metadata item with its script evaluated.
@@ -912,6 +913,7 @@ impl<'m> Evaluator<'m> {
                     .map(str::to_owned)
                     .collect(),
                 connection_timeout: agent.connection_timeout,
+                ignore_changes: agent.ignore_changes.clone(),
             });
         }
         Ok(out)

@@ -229,6 +229,8 @@ pub struct Agent {
     /// `type.name` of the resource this agent runs in, by Coder's convention: the first resource
     /// (declaration order) whose body references `coder_agent.<name>`.
     pub resource: Option<String>,
+    /// `lifecycle { ignore_changes = [...] }`: attributes whose change on a claim is no replacement.
+    pub ignore_changes: Vec<String>,
 }
 
 /// One `metadata { … }` block of an agent.

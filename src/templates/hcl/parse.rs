@@ -789,6 +789,7 @@ pub(crate) fn read_agent(r: &mut Reader<'_>, name: &str, body: &EBody) -> Option
         connection_timeout,
         count: r.expr(body, "count"),
         resource: None,
+        ignore_changes: lifecycle_ignore_changes(r, body),
     })
 }
 
@@ -844,17 +845,7 @@ pub(crate) fn read_resource(
             other => vec![expression_text(other)],
         })
         .unwrap_or_default();
-    let mut ignore_changes = Vec::new();
-    for lifecycle in body.get_blocks("lifecycle") {
-        if let Some(expr) = r.expr(&lifecycle.body, "ignore_changes") {
-            match expr.expression() {
-                hcl::Expression::Array(items) => {
-                    ignore_changes.extend(items.iter().map(attribute_name))
-                }
-                other => ignore_changes.push(attribute_name(other)),
-            }
-        }
-    }
+    let ignore_changes = lifecycle_ignore_changes(r, body);
     let mut attributes = BTreeMap::new();
     for attr in body.attributes() {
         let key = attr.key.as_str();
@@ -943,6 +934,22 @@ pub(crate) fn expression_text(expr: &hcl::Expression) -> String {
 }
 
 /// The top-level attribute an `ignore_changes` entry names (`tags["x"]` → `tags`).
+/// `lifecycle { ignore_changes = [...] }` attribute names (`all` when so written).
+fn lifecycle_ignore_changes(r: &mut Reader<'_>, body: &EBody) -> Vec<String> {
+    let mut ignore_changes = Vec::new();
+    for lifecycle in body.get_blocks("lifecycle") {
+        if let Some(expr) = r.expr(&lifecycle.body, "ignore_changes") {
+            match expr.expression() {
+                hcl::Expression::Array(items) => {
+                    ignore_changes.extend(items.iter().map(attribute_name))
+                }
+                other => ignore_changes.push(attribute_name(other)),
+            }
+        }
+    }
+    ignore_changes
+}
+
 fn attribute_name(expr: &hcl::Expression) -> String {
     match expr {
         hcl::Expression::Variable(v) => v.as_str().to_owned(),
