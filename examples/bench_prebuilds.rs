@@ -3,6 +3,11 @@
 //! and 5000 running, ready prebuilds, split into snapshot / plan / execute; next to the two snapshot
 //! queries run raw with `psql` (one REPEATABLE READ transaction per run) against the same database.
 //!
+//! F6: then `GET /metrics` on the same world (listener from `coder::metrics::http::serve`), scraped
+//! sequentially for `SCRAPE_FOR`; the database-backed series are cached for 5 s and refreshed in the
+//! background by the scrape that finds them stale, so the latencies include those scrapes. The
+//! refresh itself (`db_cache.refresh`, the database recomputation) is timed separately.
+//!
 //! A throwaway PostgreSQL cluster is started from the system binaries (the library's
 //! `BuiltinPostgres`, durability off) in a temp dir and stopped at the end.
 //!
@@ -28,6 +33,10 @@ const PRESETS: usize = TEMPLATES * PRESETS_PER_TEMPLATE;
 const PREBUILDS: usize = PRESETS * PREBUILDS_PER_PRESET;
 const WARMUP: usize = 2;
 const RUNS: usize = 20;
+/// How long `/metrics` is scraped back to back.
+const SCRAPE_FOR: Duration = Duration::from_secs(10);
+/// Timed runs of the database-backed refresh.
+const REFRESH_RUNS: usize = 10;
 
 /// The `prebuilds` system user (created by the first migration).
 const PREBUILDS_USER: &str = "c42fdf75-3097-471c-8c33-fb52454d81c0";
@@ -158,6 +167,17 @@ impl Drop for Cluster {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The `q` quantile (0..=1, nearest rank) of samples.
+fn quantile(samples: &[f64], q: f64) -> f64 {
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
 }
 
 /// (p50, min) of samples in ms.
@@ -320,6 +340,93 @@ struct Samples {
     snapshot: Vec<f64>,
     plan: Vec<f64>,
     execute: Vec<f64>,
+    scrape: Scrape,
+}
+
+/// The F6 phase: `GET /metrics` latencies (ms), the last body, the refresh's own times (ms), and
+/// where a warm scrape's time goes: cloning the cached database-backed families, and the whole
+/// in-process render (gather + clone + text encoding), without HTTP.
+struct Scrape {
+    latencies: Vec<f64>,
+    body: bytes::Bytes,
+    refresh: Vec<f64>,
+    cached_families: Vec<f64>,
+    render: Vec<f64>,
+}
+
+/// One `GET /metrics`; returns the body.
+async fn scrape_once(client: &reqwest::Client, url: &str) -> Result<bytes::Bytes, Error> {
+    let resp = client.get(url).send().await?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: {}", resp.status()).into());
+    }
+    Ok(resp.bytes().await?)
+}
+
+/// (family, series, bytes) of an exposition body, largest first.
+fn families_by_size(body: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut by: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(body).lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            current = rest.split(' ').next().unwrap_or("").to_string();
+        }
+        let e = by.entry(current.clone()).or_default();
+        e.1 += line.len() + 1;
+        if !line.starts_with('#') {
+            e.0 += 1;
+        }
+    }
+    let mut v: Vec<_> = by.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v
+}
+
+/// Serves `/metrics` for `state`, scrapes it back to back for `SCRAPE_FOR`, then times
+/// `REFRESH_RUNS` database-backed refreshes.
+async fn scrape(state: &AppState) -> Result<Scrape, Error> {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let addr = coder::metrics::http::serve(state.clone(), shutdown.clone()).await?;
+    let url = format!("http://{addr}/metrics");
+    let client = reqwest::Client::new();
+    // Warm-up: the first scrape computes the database-backed series (empty cache).
+    let mut body = scrape_once(&client, &url).await?;
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < SCRAPE_FOR {
+        let t = Instant::now();
+        body = scrape_once(&client, &url).await?;
+        latencies.push(ms(t.elapsed()));
+    }
+    shutdown.cancel();
+    let mut refresh = Vec::with_capacity(REFRESH_RUNS);
+    for _ in 0..REFRESH_RUNS {
+        let t = Instant::now();
+        let families = state.metrics.db_cache.refresh(state).await;
+        refresh.push(ms(t.elapsed()));
+        if families.is_empty() {
+            return Err("the database-backed refresh returned no series".into());
+        }
+    }
+    // The cache is fresh now, so neither of these starts a refresh.
+    let mut cached_families = Vec::with_capacity(RUNS);
+    let mut render = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let families = state.metrics.db_cache.families(state).await;
+        cached_families.push(ms(t.elapsed()));
+        drop(families);
+        let t = Instant::now();
+        coder::metrics::http::render(state).await?;
+        render.push(ms(t.elapsed()));
+    }
+    Ok(Scrape {
+        latencies,
+        body,
+        refresh,
+        cached_families,
+        render,
+    })
 }
 
 async fn bench(url: &str, cache_dir: PathBuf) -> Result<Samples, Error> {
@@ -327,6 +434,9 @@ async fn bench(url: &str, cache_dir: PathBuf) -> Result<Samples, Error> {
     coder::db::migrate(&pool).await?;
     let mut config = ServerConfig::for_tests(cache_dir);
     config.provisioner_daemons = 0;
+    config.prometheus_enable = true;
+    // Port 0: `serve` binds a free port and returns it.
+    config.prometheus_address = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
 
     let started = Instant::now();
     let seed = SEED
@@ -349,24 +459,29 @@ async fn bench(url: &str, cache_dir: PathBuf) -> Result<Samples, Error> {
         let report = reconciler::tick(&state).await?;
         check(&report).map_err(|e| format!("warm-up tick {}: {e}", i + 1))?;
     }
-    let mut s = Samples {
-        tick: Vec::with_capacity(RUNS),
-        snapshot: Vec::with_capacity(RUNS),
-        plan: Vec::with_capacity(RUNS),
-        execute: Vec::with_capacity(RUNS),
-    };
+    let mut tick = Vec::with_capacity(RUNS);
+    let mut snapshot = Vec::with_capacity(RUNS);
+    let mut plan = Vec::with_capacity(RUNS);
+    let mut execute = Vec::with_capacity(RUNS);
     for i in 0..RUNS {
         let started = Instant::now();
         let report = reconciler::tick(&state).await?;
         let elapsed = started.elapsed();
         check(&report).map_err(|e| format!("tick {}: {e}", i + 1))?;
-        s.tick.push(ms(elapsed));
-        s.snapshot.push(ms(report.snapshot_time));
-        s.plan.push(ms(report.plan_time));
-        s.execute.push(ms(report.execute_time));
+        tick.push(ms(elapsed));
+        snapshot.push(ms(report.snapshot_time));
+        plan.push(ms(report.plan_time));
+        execute.push(ms(report.execute_time));
     }
+    let scrape = scrape(&state).await?;
     state.pool.close().await;
-    Ok(s)
+    Ok(Samples {
+        tick,
+        snapshot,
+        plan,
+        execute,
+        scrape,
+    })
 }
 
 fn run(pg: &BuiltinPostgres, cache_dir: PathBuf, explain: bool) -> Result<(), Error> {
@@ -418,6 +533,39 @@ fn run(pg: &BuiltinPostgres, cache_dir: PathBuf, explain: bool) -> Result<(), Er
         "  targets: tick <= 1.5 x raw: {}; plan < 5 ms: {}",
         if ratio <= 1.5 { "met" } else { "MISSED" },
         if plan < 5.0 { "met" } else { "MISSED" }
+    );
+
+    let sc = &s.scrape;
+    let scrape_p99 = quantile(&sc.latencies, 0.99);
+    println!(
+        "scrape /metrics with {PRESETS} presets / {PREBUILDS} prebuilds: p50 {:.2} ms p99 {scrape_p99:.2} ms \
+         max {:.2} ms ({} scrapes in {} s, body {:.0} KiB; target p99 < 5 ms: {}); background refresh \
+         p50 {:.2} ms (max {:.2} ms over {REFRESH_RUNS})",
+        quantile(&sc.latencies, 0.5),
+        quantile(&sc.latencies, 1.0),
+        sc.latencies.len(),
+        SCRAPE_FOR.as_secs(),
+        sc.body.len() as f64 / 1024.0,
+        if scrape_p99 < 5.0 { "met" } else { "MISSED" },
+        quantile(&sc.refresh, 0.5),
+        quantile(&sc.refresh, 1.0),
+    );
+    let (series, top): (usize, Vec<String>) = {
+        let f = families_by_size(&sc.body);
+        (
+            f.iter().map(|x| x.1).sum(),
+            f.iter()
+                .take(4)
+                .map(|(name, n, b)| format!("{name} {n} series {:.0} KiB", *b as f64 / 1024.0))
+                .collect(),
+        )
+    };
+    println!(
+        "  warm scrape in-process, p50 over {RUNS}: render (gather + clone + encode) {:.2} ms, of which \
+         cloning the cached db-backed families {:.2} ms; {series} series, largest: {}",
+        quantile(&sc.render, 0.5),
+        quantile(&sc.cached_families, 0.5),
+        top.join(", ")
     );
 
     if explain {

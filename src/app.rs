@@ -96,6 +96,10 @@ pub fn start_background(
         state.config.provisioner_daemons,
         shutdown.clone(),
     ));
+    tasks.push(tokio::spawn(crate::provisioner::janitor::run(
+        state.clone(),
+        shutdown.clone(),
+    )));
     tasks.extend(crate::prebuilds::reconciler::start(state, shutdown));
     tasks
 }

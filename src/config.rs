@@ -63,6 +63,12 @@ pub struct ServerConfig {
     pub provisioner_force_cancel_interval: Duration,
     /// How often every replica looks for running jobs whose daemon stopped heartbeating.
     pub provisioner_stale_check_interval: Duration,
+    /// A running job without a heartbeat for this long is failed ("hung").
+    pub provisioner_stale_timeout: Duration,
+    /// Test hook: jobs pause before committing their result (0 = off).
+    pub test_job_commit_delay: Duration,
+    /// Test hook: claims pause before committing (0 = off).
+    pub test_claim_commit_delay: Duration,
     pub prometheus_enable: bool,
     pub prometheus_address: SocketAddr,
     pub prometheus_collect_agent_stats: bool,
@@ -96,6 +102,9 @@ impl ServerConfig {
             provisioner_daemon_poll_interval: Duration::from_secs(1),
             provisioner_force_cancel_interval: Duration::from_secs(600),
             provisioner_stale_check_interval: Duration::from_secs(10),
+            provisioner_stale_timeout: Duration::from_secs(60),
+            test_job_commit_delay: Duration::ZERO,
+            test_claim_commit_delay: Duration::ZERO,
             prometheus_enable: false,
             prometheus_address: SocketAddr::from(([127, 0, 0, 1], 2112)),
             prometheus_collect_agent_stats: false,

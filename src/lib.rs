@@ -14,6 +14,7 @@ pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod orgs;
 pub mod prebuilds;
 pub mod provisioner;

@@ -4,7 +4,16 @@ use coder::cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    if cli.version {
+        coder::cli::print_version(coder::cli::VersionFormat::Text);
+        return;
+    }
+    let Some(command) = cli.command else {
+        // Unreachable in practice (`arg_required_else_help`), but never run a default command.
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        std::process::exit(2);
+    };
+    let result = match command {
         Command::Server(args) => {
             let args = *args;
             let _guard = coder::logging::init(&args);
@@ -23,6 +32,11 @@ fn main() {
         Command::Login(args) => client_runtime(coder::cli::login::run(args)),
         Command::Logout(args) => client_runtime(coder::cli::login::logout(args)),
         Command::Create(args) => client_runtime(coder::cli::create::run(*args)),
+        Command::Version(args) => {
+            coder::cli::print_version(args.output);
+            Ok(())
+        }
+        Command::Completion(args) => coder::cli::completion::run(args),
     };
     if let Err(err) = result {
         // One line, as an operator reads it; details were logged where they happened.

@@ -113,7 +113,7 @@ impl FromRequestParts<AppState> for AgentIdentity {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MetadataDescription {
     pub display_name: String,
     pub key: String,
@@ -122,7 +122,7 @@ pub struct MetadataDescription {
     pub timeout: i64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AgentScript {
     pub log_source_id: Uuid,
     pub log_path: String,
@@ -137,7 +137,7 @@ pub struct AgentScript {
 }
 
 /// Coder's agent `Manifest` (legacy REST form).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Manifest {
     pub agent_id: Uuid,
     pub agent_name: String,
@@ -162,6 +162,16 @@ pub fn startup_log_source(agent: Uuid) -> Uuid {
     Uuid::new_v5(&agent, b"startup_script")
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaceagents/me/manifest",
+    tag = "Agents",
+    summary = "The agent's manifest",
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 200, description = "What the agent runs and reports", body = Manifest),
+    )
+)]
 async fn manifest(State(state): State<AppState>, me: AgentIdentity) -> ApiResult<Response> {
     let metadata: Vec<MetadataDescription> = sqlx::query_as::<_, (String, String, String, i64, i64)>(
         "SELECT display_name, key, script, interval_secs, timeout_secs FROM workspace_agent_metadata
@@ -225,9 +235,10 @@ const LIFECYCLE_STATES: &[&str] = &[
     "off",
 ];
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PostLifecycleRequest {
+    #[schema(value_type = crate::openapi::WorkspaceAgentLifecycle, required = true)]
     pub state: String,
     pub changed_at: Option<DateTime<Utc>>,
 }
@@ -245,6 +256,18 @@ impl Validate for PostLifecycleRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaceagents/me/report-lifecycle",
+    tag = "Agents",
+    summary = "Report a lifecycle state change",
+    request_body = PostLifecycleRequest,
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+    )
+)]
 async fn report_lifecycle(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -266,7 +289,7 @@ async fn report_lifecycle(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PostStartupRequest {
     pub version: String,
@@ -275,6 +298,18 @@ pub struct PostStartupRequest {
 }
 impl Validate for PostStartupRequest {}
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaceagents/me/startup",
+    tag = "Agents",
+    summary = "Report the agent's version and directory",
+    request_body = PostStartupRequest,
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = MessageResponse),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+    )
+)]
 async fn startup(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -294,7 +329,7 @@ async fn startup(
     Ok(ok(MessageResponse::new("Startup reported.")))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct MetadataResult {
     pub key: String,
@@ -304,7 +339,7 @@ pub struct MetadataResult {
     pub error: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PostMetadataRequest {
     pub metadata: Vec<MetadataResult>,
@@ -314,6 +349,18 @@ impl Validate for PostMetadataRequest {}
 /// Largest metadata value kept (Coder truncates at 10 KiB).
 const MAX_METADATA_VALUE: usize = 10 << 10;
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaceagents/me/metadata",
+    tag = "Agents",
+    summary = "Report metadata values",
+    request_body = PostMetadataRequest,
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 204, description = "Recorded (keys the template does not declare are ignored)"),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+    )
+)]
 async fn post_metadata(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -354,7 +401,7 @@ async fn post_metadata(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct StatsResponse {
     /// Go `time.Duration`: nanoseconds.
     report_interval: i64,
@@ -363,6 +410,17 @@ struct StatsResponse {
 /// How often agents should report (and so heartbeat).
 pub const REPORT_INTERVAL_SECS: i64 = 10;
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaceagents/me/report-stats",
+    tag = "Agents",
+    summary = "Report statistics (a heartbeat)",
+    request_body(content = Option<serde_json::Value>, description = "Coder's `agentsdk.Stats`; any body is accepted (one that is not a stats object is a heartbeat only)"),
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 200, description = "When to report next", body = StatsResponse),
+    )
+)]
 async fn report_stats(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -389,7 +447,7 @@ async fn report_stats(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct AgentLogLine {
     pub created_at: Option<DateTime<Utc>>,
@@ -397,7 +455,7 @@ pub struct AgentLogLine {
     pub level: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PatchLogs {
     pub log_source_id: Option<Uuid>,
@@ -408,6 +466,19 @@ impl Validate for PatchLogs {}
 /// Per-agent cap on stored log bytes, as Coder's 1 MiB limit.
 const MAX_AGENT_LOG_BYTES: i64 = 1 << 20;
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/workspaceagents/me/logs",
+    tag = "Agents",
+    summary = "Append agent logs",
+    request_body = PatchLogs,
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 200, description = "Appended", body = MessageResponse),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 413, description = "The agent's 1 MiB log limit is exceeded"),
+    )
+)]
 async fn patch_logs(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -475,7 +546,7 @@ async fn patch_logs(
     Ok(ok(MessageResponse::new("Logs appended.")))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PostLogSourceRequest {
     pub id: Option<Uuid>,
@@ -484,6 +555,18 @@ pub struct PostLogSourceRequest {
 }
 impl Validate for PostLogSourceRequest {}
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaceagents/me/log-source",
+    tag = "Agents",
+    summary = "Create or update a log source",
+    request_body = PostLogSourceRequest,
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 201, description = "The log source", body = crate::openapi::WorkspaceAgentLogSource),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+    )
+)]
 async fn post_log_source(
     State(state): State<AppState>,
     me: AgentIdentity,
@@ -512,6 +595,16 @@ async fn post_log_source(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaceagents/me/rpc",
+    tag = "Agents",
+    summary = "The dRPC agent API (not served)",
+    security(()),
+    responses(
+        (status = 400, description = "Always: use the REST agent API"),
+    )
+)]
 async fn rpc_unsupported() -> ApiError {
     ApiError::bad_request("The dRPC agent API is not supported by this server.")
         .detail("Use the REST agent API (/api/v2/workspaceagents/me/manifest, report-lifecycle, metadata, logs).")
@@ -537,6 +630,20 @@ async fn load_agent_for_user(state: &AppState, auth: &Auth, id: &str) -> ApiResu
     Ok((agent, job))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaceagents/{workspaceagent}",
+    tag = "Agents",
+    summary = "Get a workspace agent",
+    params(
+        crate::openapi::WorkspaceAgentPath,
+    ),
+    responses(
+        (status = 200, description = "The agent", body = crate::workspaces::types::WorkspaceAgent),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_agent(
     State(state): State<AppState>,
     auth: Auth,
@@ -555,7 +662,7 @@ async fn get_agent(
     Ok(ok(found))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WorkspaceAgentLog {
     pub id: i64,
     pub created_at: DateTime<Utc>,
@@ -564,6 +671,21 @@ pub struct WorkspaceAgentLog {
     pub source_id: Uuid,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaceagents/{workspaceagent}/logs",
+    tag = "Agents",
+    summary = "A workspace agent's logs",
+    params(
+        crate::openapi::WorkspaceAgentPath,
+        crate::openapi::AgentLogsQuery,
+    ),
+    responses(
+        (status = 200, description = "The log lines, oldest first", body = Vec<WorkspaceAgentLog>),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn agent_logs(
     State(state): State<AppState>,
     auth: Auth,
@@ -584,7 +706,7 @@ async fn agent_logs(
 }
 
 /// Coder's `agentsdk.ReinitializationEvent`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReinitializationEvent {
     #[serde(rename = "workspaceID")]
     pub workspace_id: Uuid,
@@ -594,6 +716,16 @@ pub struct ReinitializationEvent {
 /// SSE stream that sends one `prebuild_claimed` event once the agent's workspace no longer belongs
 /// to the `prebuilds` user (at once if it already does not), so a prebuild's agent learns about its
 /// new owner without a restart.
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaceagents/me/reinit",
+    tag = "Agents",
+    summary = "Wait for the prebuilt workspace to be claimed (server-sent events)",
+    security(("CoderAgentToken" = [])),
+    responses(
+        (status = 200, description = "An event stream: one `prebuild_claimed` event (data: a `ReinitializationEvent`) once the workspace is no longer owned by the prebuilds user; `ping` every 15 s", body = String, content_type = "text/event-stream"),
+    )
+)]
 async fn reinit(State(state): State<AppState>, agent: AgentIdentity) -> ApiResult<Response> {
     use crate::pubsub::{self, Event as PubsubEvent};
     use axum::response::sse::Event;

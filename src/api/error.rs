@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 /// Coder's `codersdk.ValidationError`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Validation {
     pub field: String,
     pub detail: String,
@@ -34,7 +34,7 @@ impl Validation {
 }
 
 /// Coder's `codersdk.Response`: the body of every error and of simple acknowledgements.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default, utoipa::ToSchema)]
 pub struct MessageResponse {
     pub message: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]

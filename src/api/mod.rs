@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/buildinfo", get(buildinfo))
         .route("/experiments", get(experiments))
         .route("/experiments/available", get(experiments_available))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .merge(crate::users::api::routes())
         .merge(crate::files::api::routes())
         .merge(crate::orgs::api::routes())
@@ -45,12 +46,22 @@ pub async fn method_not_allowed() -> Response {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.").into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/",
+    tag = "General",
+    summary = "API root",
+    security(()),
+    responses(
+        (status = 200, description = "The API is served", body = MessageResponse),
+    )
+)]
 async fn root() -> Response {
     ok(MessageResponse::new("👋"))
 }
 
 /// Coder's `codersdk.BuildInfoResponse`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BuildInfoResponse {
     pub external_url: String,
     pub version: String,
@@ -63,6 +74,16 @@ pub struct BuildInfoResponse {
     pub deployment_id: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/buildinfo",
+    tag = "General",
+    summary = "Build information",
+    security(()),
+    responses(
+        (status = 200, description = "Version and URLs of this deployment", body = BuildInfoResponse),
+    )
+)]
 async fn buildinfo(State(state): State<AppState>) -> Response {
     ok(BuildInfoResponse {
         external_url: state.config.access_url.clone(),
@@ -77,15 +98,33 @@ async fn buildinfo(State(state): State<AppState>) -> Response {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/experiments",
+    tag = "General",
+    summary = "Enabled experiments",
+    responses(
+        (status = 200, description = "The experiments enabled on this deployment", body = Vec<String>),
+    )
+)]
 async fn experiments(State(state): State<AppState>, _auth: Auth) -> Response {
     ok(state.config.experiments.list())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AvailableExperiments {
     safe: Vec<&'static str>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/experiments/available",
+    tag = "General",
+    summary = "Known experiments",
+    responses(
+        (status = 200, description = "The experiments this server knows", body = AvailableExperiments),
+    )
+)]
 async fn experiments_available(_auth: Auth) -> Response {
     ok(AvailableExperiments {
         safe: crate::config::KNOWN_EXPERIMENTS.to_vec(),

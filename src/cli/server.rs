@@ -72,6 +72,43 @@ pub struct ServerArgs {
     )]
     pub provisioner_force_cancel_interval: GoDuration,
 
+    /// How long a running job may go without a heartbeat before any replica fails it (hidden: tests).
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_STALE_TIMEOUT",
+        default_value = "60s",
+        hide = true
+    )]
+    pub provisioner_stale_timeout: GoDuration,
+
+    /// How often each replica looks for stale jobs (hidden: tests).
+    #[arg(
+        long,
+        env = "CODER_PROVISIONER_STALE_CHECK_INTERVAL",
+        default_value = "10s",
+        hide = true
+    )]
+    pub provisioner_stale_check_interval: GoDuration,
+
+    /// Test hook: build and import jobs wait this long before committing their result (a build after
+    /// starting its runtime), so crash tests can kill the server mid-job (hidden).
+    #[arg(
+        long,
+        env = "CODER_TEST_JOB_COMMIT_DELAY",
+        default_value = "0s",
+        hide = true
+    )]
+    pub test_job_commit_delay: GoDuration,
+
+    /// Test hook: a create that claims a prebuild waits this long before committing (hidden).
+    #[arg(
+        long,
+        env = "CODER_TEST_CLAIM_COMMIT_DELAY",
+        default_value = "0s",
+        hide = true
+    )]
+    pub test_claim_commit_delay: GoDuration,
+
     /// Serve Prometheus metrics on the Prometheus address.
     #[arg(long, env = "CODER_PROMETHEUS_ENABLE", default_value = "false", value_parser = parse_go_bool, num_args = 0..=1, default_missing_value = "true")]
     pub prometheus_enable: bool,
@@ -214,7 +251,10 @@ impl ServerArgs {
             provisioner_daemons: self.provisioner_daemons,
             provisioner_daemon_poll_interval: self.provisioner_daemon_poll_interval.0,
             provisioner_force_cancel_interval: self.provisioner_force_cancel_interval.0,
-            provisioner_stale_check_interval: std::time::Duration::from_secs(10),
+            provisioner_stale_check_interval: self.provisioner_stale_check_interval.0,
+            provisioner_stale_timeout: self.provisioner_stale_timeout.0,
+            test_job_commit_delay: self.test_job_commit_delay.0,
+            test_claim_commit_delay: self.test_claim_commit_delay.0,
             prometheus_enable: self.prometheus_enable,
             prometheus_address: self.prometheus_address,
             prometheus_collect_agent_stats: self.prometheus_collect_agent_stats,

@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Coder's `codersdk.UploadResponse`: the key is `hash` but the value is the file's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UploadResponse {
     pub hash: Uuid,
 }
@@ -63,6 +63,19 @@ fn archive_error(err: ArchiveError) -> ApiError {
 }
 
 /// `POST /files`: the raw body is a tar archive.
+#[utoipa::path(
+    post,
+    path = "/api/v2/files",
+    tag = "Files",
+    summary = "Upload a file (a tar archive)",
+    request_body(content = crate::openapi::TarArchive, content_type = "application/x-tar", description = "A tar archive (at most 100 MiB; relative paths only, links inside the archive)"),
+    responses(
+        (status = 200, description = "The same bytes were already uploaded by the caller: their id", body = UploadResponse),
+        (status = 201, description = "The new file's id", body = UploadResponse),
+        (status = 400, description = "Unsupported content type, or not a valid or safe tar archive"),
+        (status = 413, description = "The body is larger than 100 MiB"),
+    )
+)]
 async fn upload_file(
     State(state): State<AppState>,
     auth: Auth,
@@ -148,6 +161,21 @@ fn unsupported_content_type(content_type: &str) -> ApiError {
 }
 
 /// `GET /files/{fileID}`: the stored bytes, with the stored content type.
+#[utoipa::path(
+    get,
+    path = "/api/v2/files/{fileID}",
+    tag = "Files",
+    summary = "Download a file",
+    params(
+        crate::openapi::FilePath,
+        crate::openapi::FileFormatQuery,
+    ),
+    responses(
+        (status = 200, description = "The stored bytes", body = crate::openapi::TarArchive, content_type = "application/x-tar"),
+        (status = 400, description = "Invalid file id, or a conversion format that is not supported"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_file(
     State(state): State<AppState>,
     auth: Auth,

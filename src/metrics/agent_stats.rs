@@ -17,7 +17,7 @@ use crate::config::AGENT_STATS_LABELS;
 const EXPIRY: Duration = Duration::from_secs(120);
 
 /// Coder's `agentsdk.Stats` (the fields these series use; everything else is ignored).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Stats {
     pub connection_count: i64,

@@ -20,14 +20,14 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Coder's `codersdk.InboxNotificationAction`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InboxNotificationAction {
     pub label: String,
     pub url: String,
 }
 
 /// Coder's `codersdk.InboxNotification`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InboxNotification {
     pub id: Uuid,
     pub user_id: Uuid,
@@ -44,7 +44,7 @@ pub struct InboxNotification {
 }
 
 /// Coder's `codersdk.ListInboxNotificationsResponse`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ListInboxNotificationsResponse {
     pub notifications: Vec<InboxNotification>,
     pub unread_count: i64,
@@ -65,6 +65,19 @@ struct Row {
 /// At most this many per page, as Coder's inbox.
 const PAGE: i64 = 25;
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/notifications/inbox",
+    tag = "Notifications",
+    summary = "The caller's inbox (newest 25)",
+    params(
+        crate::openapi::InboxQuery,
+    ),
+    responses(
+        (status = 200, description = "The notifications and the unread count", body = ListInboxNotificationsResponse),
+        (status = 400, description = "Invalid `read_status`"),
+    )
+)]
 async fn list_inbox(
     State(state): State<AppState>,
     auth: Auth,

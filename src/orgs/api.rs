@@ -47,6 +47,15 @@ pub async fn resolve_org(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations",
+    tag = "Organizations",
+    summary = "List organizations",
+    responses(
+        (status = 200, description = "The organizations the caller may see", body = Vec<Organization>),
+    )
+)]
 async fn list_organizations(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     let orgs = if auth
         .subject
@@ -59,6 +68,19 @@ async fn list_organizations(State(state): State<AppState>, auth: Auth) -> ApiRes
     Ok(ok(orgs))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations/{organization}",
+    tag = "Organizations",
+    summary = "Get an organization",
+    params(
+        crate::openapi::OrganizationPath,
+    ),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_organization(
     State(state): State<AppState>,
     auth: Auth,
@@ -69,6 +91,19 @@ async fn get_organization(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations/{organization}/members",
+    tag = "Organizations",
+    summary = "List an organization's members",
+    params(
+        crate::openapi::OrganizationPath,
+    ),
+    responses(
+        (status = 200, description = "The members", body = Vec<OrganizationMemberWithUserData>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn list_members(
     State(state): State<AppState>,
     auth: Auth,
@@ -104,6 +139,19 @@ async fn list_members(
     Ok(ok(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user}/organizations",
+    tag = "Organizations",
+    summary = "A user's organizations",
+    params(
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "The organizations the user belongs to", body = Vec<Organization>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn user_organizations(
     State(state): State<AppState>,
     auth: Auth,
@@ -114,6 +162,20 @@ async fn user_organizations(
     Ok(ok(orgs))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user}/organizations/{organization}",
+    tag = "Organizations",
+    summary = "One of a user's organizations",
+    params(
+        crate::openapi::UserPath,
+        crate::openapi::OrganizationPath,
+    ),
+    responses(
+        (status = 200, description = "The organization", body = Organization),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn user_organization(
     State(state): State<AppState>,
     auth: Auth,

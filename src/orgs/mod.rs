@@ -13,7 +13,7 @@ pub const DEFAULT_ORG_NAME: &str = "coder";
 pub const EVERYONE_GROUP: &str = "Everyone";
 
 /// Coder's `codersdk.Organization`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
@@ -26,7 +26,7 @@ pub struct Organization {
 }
 
 /// Coder's `codersdk.OrganizationMemberWithUserData`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrganizationMemberWithUserData {
     pub username: String,
     pub name: String,

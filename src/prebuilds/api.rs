@@ -41,12 +41,35 @@ fn require(auth: &Auth, action: Action) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/prebuilds/settings",
+    tag = "Prebuilds",
+    summary = "Prebuild reconciliation settings",
+    responses(
+        (status = 200, description = "The settings", body = PrebuildsSettings),
+        (status = 403, description = "Owners only"),
+    )
+)]
 async fn get_settings(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     require(&auth, Action::Read)?;
     Ok(ok(reconciler::settings(&state.pool).await?))
 }
 
 /// As Coder: 304 when nothing changes, else 200 with the new settings.
+#[utoipa::path(
+    put,
+    path = "/api/v2/prebuilds/settings",
+    tag = "Prebuilds",
+    summary = "Pause or resume prebuild reconciliation",
+    request_body = PrebuildsSettings,
+    responses(
+        (status = 200, description = "The new settings", body = PrebuildsSettings),
+        (status = 304, description = "Nothing changed"),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "Owners only"),
+    )
+)]
 async fn put_settings(
     State(state): State<AppState>,
     auth: Auth,
@@ -72,7 +95,7 @@ async fn put_settings(
 }
 
 /// Coder's `codersdk.InvalidatedPreset`.
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct InvalidatedPreset {
     pub template_name: String,
     pub template_version_name: String,
@@ -80,7 +103,7 @@ pub struct InvalidatedPreset {
 }
 
 /// Coder's `codersdk.InvalidatePresetsResponse`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InvalidatePresetsResponse {
     pub invalidated: Vec<InvalidatedPreset>,
 }
@@ -102,6 +125,20 @@ async fn load_template_for_update(
 
 /// Expires every current prebuild of the active version's pools: they are replaced over the next
 /// ticks (oldest-first deletes, fresh creates).
+#[utoipa::path(
+    post,
+    path = "/api/v2/templates/{template}/prebuilds/invalidate",
+    tag = "Prebuilds",
+    summary = "Invalidate the prebuilds of a template's active version",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    responses(
+        (status = 200, description = "The presets whose prebuilds will be replaced", body = InvalidatePresetsResponse),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or the caller may not update the template"),
+    )
+)]
 async fn invalidate(
     State(state): State<AppState>,
     auth: Auth,
@@ -125,7 +162,7 @@ async fn invalidate(
 }
 
 /// What the reconciler would do for a preset now.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlannedActions {
     pub create: u32,
     pub delete: u32,
@@ -133,7 +170,7 @@ pub struct PlannedActions {
 }
 
 /// One preset's pool as the reconciler sees it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresetPrebuildStatus {
     pub preset_id: Uuid,
     pub preset_name: String,
@@ -159,7 +196,7 @@ pub struct PresetPrebuildStatus {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplatePrebuildsStatus {
     /// The `workspace-prebuilds` experiment is on.
     pub enabled: bool,
@@ -167,6 +204,20 @@ pub struct TemplatePrebuildsStatus {
     pub presets: Vec<PresetPrebuildStatus>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templates/{template}/prebuilds",
+    tag = "Prebuilds",
+    summary = "What the reconciler sees and would do for a template",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    responses(
+        (status = 200, description = "Per preset: counts, planned actions and why", body = TemplatePrebuildsStatus),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or the caller may not update the template"),
+    )
+)]
 async fn template_status(
     State(state): State<AppState>,
     auth: Auth,

@@ -27,7 +27,7 @@ const TARGET: &str = "coderd.prebuilds";
 pub const SETTINGS_KEY: &str = "prebuilds_settings";
 
 /// Coder's `codersdk.PrebuildsSettings`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PrebuildsSettings {
     pub reconciliation_paused: bool,

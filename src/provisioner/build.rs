@@ -214,6 +214,9 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
             return Ok(());
         }
     }
+    if !state.config.test_job_commit_delay.is_zero() {
+        tokio::time::sleep(state.config.test_job_commit_delay).await;
+    }
     if !jobs::complete(&mut *tx, job.id, worker, None, now()).await? {
         tx.rollback().await?;
         if local && ctx.transition == "start" {

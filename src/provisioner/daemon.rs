@@ -17,8 +17,6 @@ use crate::app::AppState;
 
 /// How often a running job's daemon records liveness.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A running job without a heartbeat for this long is failed by any replica.
-pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// Starts `count` daemons, the NOTIFY listener that wakes them, and the stale-job detector.
 pub fn start(state: AppState, count: u32, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
@@ -67,7 +65,8 @@ async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken)
 }
 
 async fn detect_stale(state: AppState, shutdown: CancellationToken) {
-    let timeout = chrono::Duration::from_std(STALE_AFTER).unwrap_or(chrono::Duration::seconds(60));
+    let timeout = chrono::Duration::from_std(state.config.provisioner_stale_timeout)
+        .unwrap_or(chrono::Duration::seconds(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,

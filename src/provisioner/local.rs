@@ -114,6 +114,25 @@ pub fn stop(cache_dir: &Path, workspace: Uuid) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether any agent of the workspace has a live process.
+pub fn any_running(cache_dir: &Path, workspace: Uuid) -> bool {
+    let Ok(entries) = std::fs::read_dir(workspace_dir(cache_dir, workspace)) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        let is_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".pid"));
+        is_pid
+            && std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+                .is_some_and(is_agent_process)
+    })
+}
+
 /// Whether every named agent of the workspace has a live process (a claim keeps them running).
 pub fn all_running(cache_dir: &Path, workspace: Uuid, names: &[&str]) -> bool {
     let dir = workspace_dir(cache_dir, workspace);

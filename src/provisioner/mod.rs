@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod daemon;
+pub mod janitor;
 pub mod jobs;
 pub mod local;
 pub mod logs;
@@ -39,7 +40,7 @@ pub struct JobRow {
 }
 
 /// Coder's `ProvisionerJobInput`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct JobInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_version_id: Option<Uuid>,
@@ -48,7 +49,7 @@ pub struct JobInput {
 }
 
 /// Coder's `codersdk.ProvisionerJob`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ProvisionerJob {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -102,7 +103,7 @@ impl ProvisionerJob {
 }
 
 /// Coder's `codersdk.ProvisionerJobLog`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ProvisionerJobLog {
     pub id: i64,
     pub created_at: DateTime<Utc>,

@@ -136,15 +136,19 @@ fn require_update(auth: &Auth, org: Uuid) -> ApiResult<()> {
 
 // ---- template versions ---------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateTemplateVersionRequest {
+    #[schema(max_length = 64, pattern = "^([a-zA-Z0-9]+([_.-][a-zA-Z0-9]+)*)?$")]
     pub name: String,
     pub message: String,
     pub template_id: Option<Uuid>,
+    #[schema(value_type = crate::openapi::ProvisionerStorageMethod, required = true)]
     pub storage_method: String,
+    #[schema(required = true)]
     pub file_id: Option<Uuid>,
     pub example_id: String,
+    #[schema(value_type = crate::openapi::ProvisionerType, required = true)]
     pub provisioner: String,
     pub tags: Option<BTreeMap<String, String>>,
 }
@@ -184,6 +188,23 @@ impl Validate for CreateTemplateVersionRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/organizations/{organization}/templateversions",
+    tag = "Templates",
+    summary = "Create a template version (queues its import)",
+    params(
+        crate::openapi::OrganizationPath,
+    ),
+    request_body = CreateTemplateVersionRequest,
+    responses(
+        (status = 201, description = "The new version, its import job pending", body = versions::TemplateVersion),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "The caller may not create templates in the organization"),
+        (status = 404, description = "Unknown organization, file or template"),
+        (status = 409, description = "The template already has a version with this name"),
+    )
+)]
 async fn create_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -281,6 +302,20 @@ async fn create_version(
     Ok(created(versions::with_job(row, &job, pos, size)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}",
+    tag = "Template versions",
+    summary = "Get a template version",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The version", body = versions::TemplateVersion),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -291,7 +326,7 @@ async fn get_version(
 }
 
 /// Coder's `codersdk.TemplateVersionParameter`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TemplateVersionParameter {
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -317,7 +352,7 @@ pub struct TemplateVersionParameter {
     pub ephemeral: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ParameterOption {
     pub name: String,
     pub description: String,
@@ -344,6 +379,19 @@ struct ParameterRow {
     ephemeral: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}/rich-parameters",
+    tag = "Template versions",
+    summary = "A version's parameters",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The `coder_parameter`s, in display order", body = Vec<TemplateVersionParameter>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn rich_parameters(
     State(state): State<AppState>,
     auth: Auth,
@@ -383,7 +431,7 @@ async fn rich_parameters(
 }
 
 /// Coder's `codersdk.TemplateVersionVariable`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TemplateVersionVariable {
     pub name: String,
     pub description: String,
@@ -394,6 +442,19 @@ pub struct TemplateVersionVariable {
     pub sensitive: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}/variables",
+    tag = "Template versions",
+    summary = "A version's Terraform variables",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The variables (sensitive values redacted)", body = Vec<TemplateVersionVariable>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn variables(
     State(state): State<AppState>,
     auth: Auth,
@@ -416,7 +477,7 @@ async fn variables(
 
 /// Coder's `codersdk.Preset`: no JSON tags upstream, so the keys are the Go field names. The fields after
 /// `Icon` are this server's additions (prebuild settings), documented in docs/api.md.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 pub struct Preset {
     pub ID: Uuid,
@@ -431,14 +492,14 @@ pub struct Preset {
     pub PrebuildSchedules: Option<Vec<PresetSchedule>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 pub struct PresetParameter {
     pub Name: String,
     pub Value: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 pub struct PresetSchedule {
     pub Cron: String,
@@ -459,6 +520,19 @@ struct PresetRow {
     schedules: sqlx::types::Json<Vec<(String, i32)>>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}/presets",
+    tag = "Template versions",
+    summary = "A version's presets",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The presets by name, or null when the version has none", body = Option<Vec<Preset>>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn presets(
     State(state): State<AppState>,
     auth: Auth,
@@ -517,6 +591,22 @@ async fn presets(
     Ok(ok(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}/logs",
+    tag = "Template versions",
+    summary = "A version's import logs",
+    params(
+        crate::openapi::TemplateVersionPath,
+        crate::openapi::LogsQuery,
+    ),
+    responses(
+        (status = 200, description = "The log lines (without `follow`)", body = Vec<crate::provisioner::ProvisionerJobLog>),
+        (status = 101, description = "With `follow` and a websocket upgrade: one JSON log line per text message, closed when the job has completed"),
+        (status = 400, description = "Invalid `after`/`before`, or `follow` without a websocket upgrade"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn logs(
     State(state): State<AppState>,
     auth: Auth,
@@ -533,21 +623,33 @@ async fn logs(
 
 // ---- templates -----------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateTemplateRequest {
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$"
+    )]
     pub name: String,
     pub display_name: String,
     pub description: String,
     pub icon: String,
+    #[schema(required = true)]
     pub template_version_id: Option<Uuid>,
+    #[schema(minimum = 0)]
     pub default_ttl_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub activity_bump_ms: Option<i64>,
     pub allow_user_cancel_workspace_jobs: Option<bool>,
     pub allow_user_autostart: Option<bool>,
     pub allow_user_autostop: Option<bool>,
+    #[schema(minimum = 0)]
     pub failure_ttl_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub dormant_ttl_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub delete_ttl_ms: Option<i64>,
     pub require_active_version: bool,
 }
@@ -577,6 +679,23 @@ impl Validate for CreateTemplateRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/organizations/{organization}/templates",
+    tag = "Templates",
+    summary = "Create a template",
+    params(
+        crate::openapi::OrganizationPath,
+    ),
+    request_body = CreateTemplateRequest,
+    responses(
+        (status = 201, description = "The new template", body = Template),
+        (status = 400, description = "Invalid request, or the version is not usable"),
+        (status = 403, description = "The caller may not create templates in the organization"),
+        (status = 404, description = "Unknown organization or template version"),
+        (status = 409, description = "A template with this name exists"),
+    )
+)]
 async fn create_template(
     State(state): State<AppState>,
     auth: Auth,
@@ -692,6 +811,20 @@ async fn create_template(
     Ok(created(Template::from(row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templates/{template}",
+    tag = "Templates",
+    summary = "Get a template",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    responses(
+        (status = 200, description = "The template", body = Template),
+        (status = 400, description = "Invalid template id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_template(
     State(state): State<AppState>,
     auth: Auth,
@@ -700,6 +833,20 @@ async fn get_template(
     Ok(ok(Template::from(load_template(&state, &auth, &id).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations/{organization}/templates/{templatename}",
+    tag = "Templates",
+    summary = "Get a template by name",
+    params(
+        crate::openapi::OrganizationPath,
+        crate::openapi::TemplateNamePath,
+    ),
+    responses(
+        (status = 200, description = "The template", body = Template),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_org_template(
     State(state): State<AppState>,
     auth: Auth,
@@ -716,6 +863,19 @@ async fn get_org_template(
     Ok(ok(Template::from(row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations/{organization}/templates",
+    tag = "Templates",
+    summary = "List an organization's templates",
+    params(
+        crate::openapi::OrganizationPath,
+    ),
+    responses(
+        (status = 200, description = "The templates", body = Vec<Template>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn list_org_templates(
     State(state): State<AppState>,
     auth: Auth,
@@ -731,6 +891,19 @@ async fn list_org_templates(
 
 /// `GET /templates?q=`: Coder's template search (`name` fuzzy or a bare term, `exact_name`, `ids`,
 /// `deprecated`, `organization`, `deleted`) across the organizations the caller can read.
+#[utoipa::path(
+    get,
+    path = "/api/v2/templates",
+    tag = "Templates",
+    summary = "Search templates",
+    params(
+        ("q" = Option<String>, Query, description = "Search query: bare terms and `name:` (substring), `exact_name:`, `ids:` (comma-separated UUIDs), `deprecated:` (true, false), `organization:`, `deleted:` (true, false)"),
+    ),
+    responses(
+        (status = 200, description = "The templates the caller may read", body = Vec<Template>),
+        (status = 400, description = "Invalid search query"),
+    )
+)]
 async fn list_all_templates(
     State(state): State<AppState>,
     auth: Auth,
@@ -816,6 +989,20 @@ async fn list_all_templates(
     Ok(ok(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templates/{template}/versions",
+    tag = "Templates",
+    summary = "List a template's versions",
+    params(
+        crate::openapi::TemplatePath,
+        crate::openapi::IncludeArchivedQuery,
+    ),
+    responses(
+        (status = 200, description = "The versions, oldest first", body = Vec<versions::TemplateVersion>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn list_versions(
     State(state): State<AppState>,
     auth: Auth,
@@ -832,6 +1019,20 @@ async fn list_versions(
     .await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/templates/{template}/versions/{templateversionname}",
+    tag = "Templates",
+    summary = "Get a template version by name",
+    params(
+        crate::openapi::TemplatePath,
+        crate::openapi::TemplateVersionNamePath,
+    ),
+    responses(
+        (status = 200, description = "The version", body = versions::TemplateVersion),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_version_by_name(
     State(state): State<AppState>,
     auth: Auth,
@@ -844,9 +1045,10 @@ async fn get_version_by_name(
     Ok(ok(versions::to_json(&state.pool, row).await?))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateActiveTemplateVersion {
+    #[schema(required = true)]
     pub id: Option<Uuid>,
 }
 
@@ -860,6 +1062,22 @@ impl Validate for UpdateActiveTemplateVersion {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/templates/{template}/versions",
+    tag = "Templates",
+    summary = "Set the active version",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    request_body = UpdateActiveTemplateVersion,
+    responses(
+        (status = 200, description = "The version is active", body = MessageResponse),
+        (status = 400, description = "The version belongs elsewhere, did not import successfully, or is archived"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Unknown template or version"),
+    )
+)]
 async fn promote_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -907,9 +1125,10 @@ async fn promote_version(
 
 // ---- version and template changes ----------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PatchTemplateVersionRequest {
+    #[schema(max_length = 64, pattern = "^([a-zA-Z0-9]+([_.-][a-zA-Z0-9]+)*)?$")]
     pub name: String,
     pub message: Option<String>,
 }
@@ -928,6 +1147,23 @@ impl Validate for PatchTemplateVersionRequest {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/templateversions/{templateversion}",
+    tag = "Template versions",
+    summary = "Rename a template version or change its message",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    request_body = PatchTemplateVersionRequest,
+    responses(
+        (status = 200, description = "The updated version", body = versions::TemplateVersion),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+        (status = 409, description = "The template already has a version with this name"),
+    )
+)]
 async fn patch_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -963,6 +1199,21 @@ async fn patch_version(
     Ok(ok(versions::to_json(&state.pool, row).await?))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/templateversions/{templateversion}/cancel",
+    tag = "Template versions",
+    summary = "Cancel a version's import",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The import job is marked as canceled", body = MessageResponse),
+        (status = 400, description = "The job has already completed or been canceled"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn cancel_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -1034,6 +1285,21 @@ async fn set_archived(
     ))))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/templateversions/{templateversion}/archive",
+    tag = "Template versions",
+    summary = "Archive a template version",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The version is archived", body = MessageResponse),
+        (status = 400, description = "Active, still importing, or already archived"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn archive_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -1042,6 +1308,21 @@ async fn archive_version(
     set_archived(state, auth, id, true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/templateversions/{templateversion}/unarchive",
+    tag = "Template versions",
+    summary = "Unarchive a template version",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The version is no longer archived", body = MessageResponse),
+        (status = 400, description = "The version is not archived"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn unarchive_version(
     State(state): State<AppState>,
     auth: Auth,
@@ -1051,23 +1332,30 @@ async fn unarchive_version(
 }
 
 /// Coder's `UpdateTemplateMeta`; every field is optional here (absent = unchanged).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateTemplateMeta {
+    #[schema(max_length = 32, pattern = "^([a-zA-Z0-9]+(-[a-zA-Z0-9]+)*)?$")]
     pub name: Option<String>,
     pub display_name: Option<String>,
     pub description: Option<String>,
     pub icon: Option<String>,
+    #[schema(minimum = 0)]
     pub default_ttl_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub activity_bump_ms: Option<i64>,
     pub allow_user_autostart: Option<bool>,
     pub allow_user_autostop: Option<bool>,
     pub allow_user_cancel_workspace_jobs: Option<bool>,
+    #[schema(minimum = 0)]
     pub failure_ttl_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub time_til_dormant_ms: Option<i64>,
+    #[schema(minimum = 0)]
     pub time_til_dormant_autodelete_ms: Option<i64>,
     pub require_active_version: Option<bool>,
     pub deprecation_message: Option<String>,
+    #[schema(value_type = Option<crate::openapi::PortShareLevel>)]
     pub max_port_share_level: Option<String>,
 }
 
@@ -1121,6 +1409,24 @@ impl Validate for UpdateTemplateMeta {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/templates/{template}",
+    tag = "Templates",
+    summary = "Update a template's settings",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    request_body = UpdateTemplateMeta,
+    responses(
+        (status = 200, description = "The updated template", body = Template),
+        (status = 304, description = "Nothing changed"),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+        (status = 409, description = "A template with the new name exists"),
+    )
+)]
 async fn patch_template(
     State(state): State<AppState>,
     auth: Auth,
@@ -1210,6 +1516,21 @@ async fn patch_template(
     Ok(ok(Template::from(row)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v2/templates/{template}",
+    tag = "Templates",
+    summary = "Delete a template",
+    params(
+        crate::openapi::TemplatePath,
+    ),
+    responses(
+        (status = 200, description = "The template is deleted", body = MessageResponse),
+        (status = 400, description = "The template still has workspaces, or an invalid id"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn delete_template(
     State(state): State<AppState>,
     auth: Auth,
@@ -1242,6 +1563,19 @@ async fn delete_template(
 }
 
 /// The resources (with agents) the version creates, as evaluated by its import.
+#[utoipa::path(
+    get,
+    path = "/api/v2/templateversions/{templateversion}/resources",
+    tag = "Template versions",
+    summary = "The resources a version creates",
+    params(
+        crate::openapi::TemplateVersionPath,
+    ),
+    responses(
+        (status = 200, description = "The resources (with agents) evaluated by the import", body = Vec<crate::workspaces::types::WorkspaceResource>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn version_resources(
     State(state): State<AppState>,
     auth: Auth,

@@ -137,6 +137,9 @@ pub async fn run(state: &AppState, worker: Uuid, job: &JobRow) -> Result<(), sql
         )
         .await?;
     }
+    if !state.config.test_job_commit_delay.is_zero() {
+        tokio::time::sleep(state.config.test_job_commit_delay).await;
+    }
     if jobs::complete(&mut *tx, job.id, worker, None, now()).await? {
         tx.commit().await?;
         tracing::info!(target: "coderd.provisionerd", job = %job.id, version = %version_id, "template import succeeded");

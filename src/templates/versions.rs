@@ -70,7 +70,7 @@ pub async fn list_for_template(
 }
 
 /// Coder's `codersdk.TemplateVersion`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TemplateVersion {
     pub id: Uuid,
     /// Always emitted; the nil UUID for a version not attached to a template (as Coder does).

@@ -35,12 +35,20 @@ pub fn routes() -> Router<AppState> {
 
 // ---- request types -------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateFirstUserRequest {
+    #[schema(required = true, min_length = 1)]
     pub email: String,
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$"
+    )]
     pub username: String,
     pub name: String,
+    #[schema(required = true, min_length = 1)]
     pub password: String,
     pub trial: bool,
 }
@@ -60,16 +68,18 @@ impl Validate for CreateFirstUserRequest {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CreateFirstUserResponse {
     pub user_id: Uuid,
     pub organization_id: Uuid,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct LoginWithPasswordRequest {
+    #[schema(required = true, min_length = 1)]
     pub email: String,
+    #[schema(required = true, min_length = 1)]
     pub password: String,
 }
 
@@ -84,20 +94,29 @@ impl Validate for LoginWithPasswordRequest {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LoginWithPasswordResponse {
     pub session_token: String,
 }
 
 /// `CreateUserRequestWithOrgs`, also accepting the older single `organization_id`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateUserRequest {
+    #[schema(required = true, min_length = 1)]
     pub email: String,
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$"
+    )]
     pub username: String,
     pub name: String,
     pub password: String,
+    #[schema(value_type = crate::openapi::CreateUserLoginType)]
     pub login_type: String,
+    #[schema(value_type = Option<crate::openapi::CreateUserStatus>)]
     pub user_status: Option<String>,
     pub organization_ids: Vec<Uuid>,
     pub organization_id: Option<Uuid>,
@@ -131,7 +150,7 @@ impl Validate for CreateUserRequest {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateRoles {
     pub roles: Vec<String>,
@@ -139,13 +158,13 @@ pub struct UpdateRoles {
 
 impl Validate for UpdateRoles {}
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserRoles {
     pub roles: Vec<String>,
     pub organization_roles: std::collections::HashMap<Uuid, Vec<String>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GetUsersResponse {
     pub users: Vec<User>,
     pub count: i64,
@@ -250,6 +269,17 @@ fn parse_time(
 
 // ---- handlers ------------------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/first",
+    tag = "Users",
+    summary = "Whether the first user exists",
+    security(()),
+    responses(
+        (status = 200, description = "The first user has been created", body = MessageResponse),
+        (status = 404, description = "The first user has not been created yet"),
+    )
+)]
 async fn has_first_user(State(state): State<AppState>) -> ApiResult<Response> {
     if store::any_human(&state.pool).await? {
         Ok(ok(MessageResponse::new(
@@ -263,6 +293,19 @@ async fn has_first_user(State(state): State<AppState>) -> ApiResult<Response> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/users/first",
+    tag = "Users",
+    summary = "Create the first user (an owner)",
+    request_body = CreateFirstUserRequest,
+    security(()),
+    responses(
+        (status = 201, description = "The first user and the default organization", body = CreateFirstUserResponse),
+        (status = 400, description = "Invalid request, or the password is not strong enough"),
+        (status = 409, description = "The first user already exists"),
+    )
+)]
 async fn create_first_user(
     State(state): State<AppState>,
     Json(req): Json<CreateFirstUserRequest>,
@@ -315,6 +358,20 @@ async fn create_first_user(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/users/login",
+    tag = "Users",
+    summary = "Log in with email and password",
+    request_body = LoginWithPasswordRequest,
+    security(()),
+    responses(
+        (status = 201, description = "A new session token (also set as the `coder_session_token` cookie)", body = LoginWithPasswordResponse, headers(("Set-Cookie" = String, description = "`coder_session_token=...; Path=/; HttpOnly; SameSite=Lax`"))),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 401, description = "Incorrect email or password, or the account is suspended"),
+        (status = 403, description = "The user does not log in with a password"),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     Json(req): Json<LoginWithPasswordRequest>,
@@ -373,6 +430,15 @@ async fn login(
     Ok(resp)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/users/logout",
+    tag = "Users",
+    summary = "Log out (delete the session token)",
+    responses(
+        (status = 200, description = "The session token is deleted and the cookie cleared", body = MessageResponse),
+    )
+)]
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     keys::delete(&state.pool, &auth.key_id).await?;
     let mut resp = ok(MessageResponse::new("Logged out!"));
@@ -381,18 +447,18 @@ async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response
     Ok(resp)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuthMethod {
     enabled: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct GithubAuthMethod {
     enabled: bool,
     default_provider_configured: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[allow(non_snake_case)]
 struct OidcAuthMethod {
     enabled: bool,
@@ -400,13 +466,23 @@ struct OidcAuthMethod {
     iconUrl: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct AuthMethods {
     password: AuthMethod,
     github: GithubAuthMethod,
     oidc: OidcAuthMethod,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/authmethods",
+    tag = "Users",
+    summary = "Login methods",
+    security(()),
+    responses(
+        (status = 200, description = "The login methods this deployment offers", body = AuthMethods),
+    )
+)]
 async fn auth_methods() -> Response {
     ok(AuthMethods {
         password: AuthMethod { enabled: true },
@@ -422,6 +498,19 @@ async fn auth_methods() -> Response {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user}",
+    tag = "Users",
+    summary = "Get a user",
+    params(
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_user(
     State(state): State<AppState>,
     auth: Auth,
@@ -437,6 +526,20 @@ async fn get_user(
     Ok(ok(to_user_json(&state, row).await?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/users",
+    tag = "Users",
+    summary = "Create a user",
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "The new user", body = User),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "The caller may not create users"),
+        (status = 404, description = "An organization does not exist"),
+        (status = 409, description = "The username or email is already in use"),
+    )
+)]
 async fn create_user(
     State(state): State<AppState>,
     auth: Auth,
@@ -533,6 +636,21 @@ async fn create_user(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users",
+    tag = "Users",
+    summary = "List users",
+    params(
+        ("q" = Option<String>, Query, description = "Search query: bare terms and `search:`, `status:` (active, dormant, suspended), `role:`, `login_type:`, `created_after:`, `created_before:`, `last_seen_after:`, `last_seen_before:` (RFC 3339)"),
+        crate::openapi::PageQuery,
+        crate::openapi::AfterIdQuery,
+    ),
+    responses(
+        (status = 200, description = "The users the caller may see (one page) and the total count", body = GetUsersResponse),
+        (status = 400, description = "Invalid search query or pagination"),
+    )
+)]
 async fn list_users(
     State(state): State<AppState>,
     auth: Auth,
@@ -632,6 +750,19 @@ async fn list_users(
     Ok(ok(GetUsersResponse { users, count }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user}/roles",
+    tag = "Users",
+    summary = "A user's site and organization roles",
+    params(
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "The user's roles", body = UserRoles),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_roles(
     State(state): State<AppState>,
     auth: Auth,
@@ -650,6 +781,22 @@ async fn get_roles(
     }))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v2/users/{user}/roles",
+    tag = "Users",
+    summary = "Set a user's site roles",
+    params(
+        crate::openapi::UserPath,
+    ),
+    request_body = UpdateRoles,
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 400, description = "Unknown role, or the caller's own roles"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn put_roles(
     State(state): State<AppState>,
     auth: Auth,
@@ -713,6 +860,21 @@ async fn set_status(
     Ok(ok(to_user_json(&state, updated).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v2/users/{user}/status/suspend",
+    tag = "Users",
+    summary = "Suspend a user",
+    params(
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "The suspended user", body = User),
+        (status = 400, description = "The caller cannot suspend itself"),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn suspend_user(
     State(state): State<AppState>,
     auth: Auth,
@@ -721,6 +883,20 @@ async fn suspend_user(
     set_status(state, auth, user, "suspended").await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v2/users/{user}/status/activate",
+    tag = "Users",
+    summary = "Activate a user",
+    params(
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "The activated user", body = User),
+        (status = 403, description = "The caller may read but not change this"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn activate_user(
     State(state): State<AppState>,
     auth: Auth,

@@ -34,7 +34,7 @@ pub struct UserRow {
 }
 
 /// Coder's `codersdk.SlimRole`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SlimRole {
     pub name: String,
     pub display_name: String,
@@ -61,7 +61,7 @@ impl SlimRole {
 }
 
 /// Coder's `codersdk.User`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -99,7 +99,7 @@ impl User {
 }
 
 /// Coder's `codersdk.MinimalUser`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct MinimalUser {
     pub id: Uuid,
     pub username: String,

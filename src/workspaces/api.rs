@@ -117,15 +117,22 @@ pub(super) async fn load_workspace(
 
 // ---- create --------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateWorkspaceRequest {
     pub template_id: Option<Uuid>,
     pub template_version_id: Option<Uuid>,
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 32,
+        pattern = "^[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*$"
+    )]
     pub name: String,
     pub autostart_schedule: Option<String>,
     pub ttl_ms: Option<i64>,
     pub rich_parameter_values: Vec<WorkspaceBuildParameter>,
+    #[schema(value_type = crate::openapi::AutomaticUpdates)]
     pub automatic_updates: String,
     pub template_version_preset_id: Option<Uuid>,
     /// Accepted and ignored (a mid-2025 SDK sent it; claiming is automatic).
@@ -151,6 +158,24 @@ impl Validate for CreateWorkspaceRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/organizations/{organization}/members/{user}/workspaces",
+    tag = "Workspaces",
+    summary = "Create a workspace in an organization",
+    params(
+        crate::openapi::OrganizationPath,
+        crate::openapi::UserPath,
+    ),
+    request_body = CreateWorkspaceRequest,
+    responses(
+        (status = 201, description = "The new workspace (or a claimed prebuilt one), its first build queued", body = Workspace),
+        (status = 400, description = "Invalid request, template, version, preset or parameters"),
+        (status = 403, description = "The caller may not create this workspace"),
+        (status = 404, description = "Unknown organization, user or template"),
+        (status = 409, description = "The owner already has a workspace with this name"),
+    )
+)]
 async fn create_in_org(
     State(state): State<AppState>,
     auth: Auth,
@@ -161,6 +186,23 @@ async fn create_in_org(
     create_workspace(state, auth, Some(org), user, req).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/users/{user}/workspaces",
+    tag = "Workspaces",
+    summary = "Create a workspace",
+    params(
+        crate::openapi::UserPath,
+    ),
+    request_body = CreateWorkspaceRequest,
+    responses(
+        (status = 201, description = "The new workspace (or a claimed prebuilt one), its first build queued", body = Workspace),
+        (status = 400, description = "Invalid request, template, version, preset or parameters"),
+        (status = 403, description = "The caller may not create this workspace"),
+        (status = 404, description = "Unknown user or template"),
+        (status = 409, description = "The owner already has a workspace with this name"),
+    )
+)]
 async fn create_for_user(
     State(state): State<AppState>,
     auth: Auth,
@@ -437,6 +479,9 @@ async fn create_workspace(
                 .await?
                 .pop()
                 .ok_or_else(ApiError::not_found)?;
+            if !state.config.test_claim_commit_delay.is_zero() {
+                tokio::time::sleep(state.config.test_claim_commit_delay).await;
+            }
             tx.commit().await?;
             state
                 .metrics
@@ -511,6 +556,22 @@ fn include_deleted(q: &QueryMap) -> bool {
     q.get("include_deleted").is_some_and(|v| v == "true")
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaces/{workspace}",
+    tag = "Workspaces",
+    summary = "Get a workspace",
+    params(
+        crate::openapi::WorkspacePath,
+        crate::openapi::IncludeDeletedQuery,
+    ),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+        (status = 410, description = "The workspace was deleted (ask again with `include_deleted=true`)"),
+    )
+)]
 async fn get_workspace(
     State(state): State<AppState>,
     auth: Auth,
@@ -521,6 +582,21 @@ async fn get_workspace(
     Ok(ok(assemble_one(&state, row).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/users/{user}/workspace/{workspacename}",
+    tag = "Workspaces",
+    summary = "Get a workspace by owner and name",
+    params(
+        crate::openapi::UserPath,
+        crate::openapi::WorkspaceNamePath,
+        crate::openapi::IncludeDeletedQuery,
+    ),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_by_owner_and_name(
     State(state): State<AppState>,
     auth: Auth,
@@ -556,6 +632,20 @@ const AGENT_STATUS_SQL: &str = "CASE
          OR $1 - a.last_connected_at > interval '30 seconds' THEN 'disconnected'
     ELSE 'connected' END";
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaces",
+    tag = "Workspaces",
+    summary = "Search workspaces",
+    params(
+        ("q" = Option<String>, Query, description = "Search query: bare terms (name) and `owner:` (`me` or a username), `name:`, `template:`, `status:`, `has-agent:` (connecting, connected, disconnected, timeout), `outdated:`, `dormant:` (true, false), `organization:`, `id:` (comma-separated UUIDs)"),
+        crate::openapi::PageQuery,
+    ),
+    responses(
+        (status = 200, description = "One page of the workspaces the caller may read, and the total count", body = WorkspacesResponse),
+        (status = 400, description = "Invalid search query or pagination"),
+    )
+)]
 async fn list_workspaces(
     State(state): State<AppState>,
     auth: Auth,
@@ -649,14 +739,16 @@ async fn list_workspaces(
 
 // ---- builds --------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct CreateWorkspaceBuildRequest {
     pub template_version_id: Option<Uuid>,
+    #[schema(value_type = crate::openapi::WorkspaceTransition, required = true)]
     pub transition: String,
     pub dry_run: bool,
     pub orphan: bool,
     pub rich_parameter_values: Vec<WorkspaceBuildParameter>,
+    #[schema(value_type = crate::openapi::ProvisionerLogLevel)]
     pub log_level: String,
     pub template_version_preset_id: Option<Uuid>,
     pub reason: String,
@@ -681,6 +773,24 @@ impl Validate for CreateWorkspaceBuildRequest {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v2/workspaces/{workspace}/builds",
+    tag = "Builds",
+    summary = "Start, stop or delete a workspace (a new build)",
+    params(
+        crate::openapi::WorkspacePath,
+    ),
+    request_body = CreateWorkspaceBuildRequest,
+    responses(
+        (status = 201, description = "The new build, queued", body = WorkspaceBuild),
+        (status = 400, description = "Invalid request, version or parameters"),
+        (status = 403, description = "The caller may not change the workspace"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+        (status = 409, description = "A build of the workspace is already active"),
+        (status = 410, description = "The workspace was deleted"),
+    )
+)]
 async fn create_build(
     State(state): State<AppState>,
     auth: Auth,
@@ -808,6 +918,21 @@ async fn create_build(
     Ok(created(build))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaces/{workspace}/builds",
+    tag = "Builds",
+    summary = "List a workspace's builds",
+    params(
+        crate::openapi::WorkspacePath,
+        crate::openapi::PageQuery,
+    ),
+    responses(
+        (status = 200, description = "The builds, newest first", body = Vec<WorkspaceBuild>),
+        (status = 400, description = "Invalid id or pagination"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn list_builds(
     State(state): State<AppState>,
     auth: Auth,
@@ -842,6 +967,20 @@ async fn load_build(
     Ok((build, ws))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspacebuilds/{workspacebuild}",
+    tag = "Builds",
+    summary = "Get a workspace build",
+    params(
+        crate::openapi::WorkspaceBuildPath,
+    ),
+    responses(
+        (status = 200, description = "The build", body = WorkspaceBuild),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn get_build(
     State(state): State<AppState>,
     auth: Auth,
@@ -850,6 +989,19 @@ async fn get_build(
     Ok(ok(load_build(&state, &auth, &id, Action::Read).await?.0))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspacebuilds/{workspacebuild}/resources",
+    tag = "Builds",
+    summary = "A build's resources",
+    params(
+        crate::openapi::WorkspaceBuildPath,
+    ),
+    responses(
+        (status = 200, description = "The resources (with agents)", body = Vec<WorkspaceResource>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn build_resources(
     State(state): State<AppState>,
     auth: Auth,
@@ -861,6 +1013,19 @@ async fn build_resources(
         .resources))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspacebuilds/{workspacebuild}/parameters",
+    tag = "Builds",
+    summary = "A build's parameter values",
+    params(
+        crate::openapi::WorkspaceBuildPath,
+    ),
+    responses(
+        (status = 200, description = "The parameter values", body = Vec<WorkspaceBuildParameter>),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn build_parameters(
     State(state): State<AppState>,
     auth: Auth,
@@ -876,6 +1041,22 @@ async fn build_parameters(
     Ok(ok(values))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspacebuilds/{workspacebuild}/logs",
+    tag = "Builds",
+    summary = "A build's logs",
+    params(
+        crate::openapi::WorkspaceBuildPath,
+        crate::openapi::LogsQuery,
+    ),
+    responses(
+        (status = 200, description = "The log lines (without `follow`)", body = Vec<crate::provisioner::ProvisionerJobLog>),
+        (status = 101, description = "With `follow` and a websocket upgrade: one JSON log line per text message, closed when the job has completed"),
+        (status = 400, description = "Invalid `after`/`before`, or `follow` without a websocket upgrade"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn build_logs(
     State(state): State<AppState>,
     auth: Auth,
@@ -890,6 +1071,21 @@ async fn build_logs(
     crate::provisioner::logs::respond(state, build.job.id, &q, ws).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/workspacebuilds/{workspacebuild}/cancel",
+    tag = "Builds",
+    summary = "Cancel a workspace build",
+    params(
+        crate::openapi::WorkspaceBuildPath,
+    ),
+    responses(
+        (status = 200, description = "The build's job is marked as canceled", body = MessageResponse),
+        (status = 400, description = "The job has already completed or been canceled"),
+        (status = 403, description = "The caller may not cancel this build"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn cancel_build(
     State(state): State<AppState>,
     auth: Auth,
@@ -919,9 +1115,10 @@ async fn cancel_build(
 
 // ---- updates -------------------------------------------------------------------------------------
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateWorkspaceRequest {
+    #[schema(max_length = 32, pattern = "^([a-zA-Z0-9]+(-[a-zA-Z0-9]+)*)?$")]
     pub name: String,
 }
 
@@ -935,6 +1132,24 @@ impl Validate for UpdateWorkspaceRequest {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v2/workspaces/{workspace}",
+    tag = "Workspaces",
+    summary = "Rename a workspace",
+    params(
+        crate::openapi::WorkspacePath,
+    ),
+    request_body = UpdateWorkspaceRequest,
+    responses(
+        (status = 204, description = "Renamed (or the name was empty or unchanged)"),
+        (status = 400, description = "Invalid request body (the envelope names the field)"),
+        (status = 403, description = "The caller may not update the workspace"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+        (status = 409, description = "The owner already has a workspace with this name"),
+        (status = 410, description = "The workspace was deleted"),
+    )
+)]
 async fn rename_workspace(
     State(state): State<AppState>,
     auth: Auth,
@@ -960,13 +1175,29 @@ async fn rename_workspace(
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateWorkspaceTtlRequest {
     pub ttl_ms: Option<i64>,
 }
 impl Validate for UpdateWorkspaceTtlRequest {}
 
+#[utoipa::path(
+    put,
+    path = "/api/v2/workspaces/{workspace}/ttl",
+    tag = "Workspaces",
+    summary = "Set a workspace's time to shutdown",
+    params(
+        crate::openapi::WorkspacePath,
+    ),
+    request_body = UpdateWorkspaceTtlRequest,
+    responses(
+        (status = 204, description = "Updated"),
+        (status = 400, description = "TTL under one minute or over 30 days"),
+        (status = 403, description = "The caller may not update the workspace"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn put_ttl(
     State(state): State<AppState>,
     auth: Auth,
@@ -984,13 +1215,29 @@ async fn put_ttl(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct UpdateWorkspaceAutostartRequest {
     pub schedule: Option<String>,
 }
 impl Validate for UpdateWorkspaceAutostartRequest {}
 
+#[utoipa::path(
+    put,
+    path = "/api/v2/workspaces/{workspace}/autostart",
+    tag = "Workspaces",
+    summary = "Set a workspace's autostart schedule",
+    params(
+        crate::openapi::WorkspacePath,
+    ),
+    request_body = UpdateWorkspaceAutostartRequest,
+    responses(
+        (status = 204, description = "Updated"),
+        (status = 400, description = "Invalid schedule"),
+        (status = 403, description = "The caller may not update the workspace"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn put_autostart(
     State(state): State<AppState>,
     auth: Auth,

@@ -53,12 +53,26 @@ pub async fn usage(
 }
 
 /// Coder's `codersdk.WorkspaceQuota`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkspaceQuota {
     pub credits_consumed: i64,
     pub budget: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/organizations/{organization}/members/{user}/workspace-quota",
+    tag = "Workspaces",
+    summary = "A member's workspace quota",
+    params(
+        crate::openapi::OrganizationPath,
+        crate::openapi::UserPath,
+    ),
+    responses(
+        (status = 200, description = "Credits consumed and budget", body = WorkspaceQuota),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 async fn workspace_quota(
     State(state): State<AppState>,
     auth: Auth,

@@ -67,14 +67,14 @@ pub fn agent_status(
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WorkspaceHealth {
     pub healthy: bool,
     pub failing_agents: Vec<Uuid>,
 }
 
 /// Coder's `codersdk.Workspace`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Workspace {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -112,7 +112,7 @@ pub struct Workspace {
 }
 
 /// Coder's `codersdk.WorkspaceBuild`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkspaceBuild {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -139,7 +139,7 @@ pub struct WorkspaceBuild {
 }
 
 /// Coder's `codersdk.WorkspaceResource`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkspaceResource {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -156,14 +156,14 @@ pub struct WorkspaceResource {
     pub daily_cost: i32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ResourceMetadata {
     pub key: String,
     pub value: String,
     pub sensitive: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AgentHealth {
     pub healthy: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -171,7 +171,7 @@ pub struct AgentHealth {
 }
 
 /// Coder's `codersdk.WorkspaceAgent` (the fields this server tracks).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct WorkspaceAgent {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -212,7 +212,7 @@ pub struct WorkspaceAgent {
     pub startup_script_behavior: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AppHealthcheck {
     pub url: String,
     pub interval: i32,
@@ -220,7 +220,7 @@ pub struct AppHealthcheck {
 }
 
 /// Coder's `codersdk.WorkspaceApp`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WorkspaceApp {
     pub id: Uuid,
     pub url: String,
@@ -240,14 +240,14 @@ pub struct WorkspaceApp {
 }
 
 /// `GET /workspaces` envelope.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkspacesResponse {
     pub workspaces: Vec<Workspace>,
     pub count: i64,
 }
 
 /// Coder's `codersdk.WorkspaceBuildParameter`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct WorkspaceBuildParameter {
     #[serde(default)]
     pub name: String,

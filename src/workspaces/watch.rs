@@ -49,6 +49,20 @@ fn data_event(json: &str) -> Event {
     Event::default().event("data").data(json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v2/workspaces/{workspace}/watch",
+    tag = "Workspaces",
+    summary = "Watch a workspace (server-sent events)",
+    params(
+        crate::openapi::WorkspacePath,
+    ),
+    responses(
+        (status = 200, description = "An endless event stream: a `data` event with the workspace JSON at once and after every change; `ping` events every 15 s", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Invalid id"),
+        (status = 404, description = "Not found, or not visible to the caller"),
+    )
+)]
 pub async fn watch_workspace(
     State(state): State<AppState>,
     auth: Auth,
@@ -101,6 +115,16 @@ pub async fn watch_workspace(
     Ok(sse(rx))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/experimental/watch-all-workspacebuilds",
+    tag = "Workspaces",
+    summary = "Watch every build status change (server-sent events)",
+    responses(
+        (status = 200, description = "An endless event stream: one `data` event per build status change (`{\"workspace_id\", \"workspace_name\", \"owner_id\", \"build_id\", \"build_number\", \"transition\", \"job_status\", \"changed_at\"}`), `resync` when events may have been missed, `ping` every 15 s", body = String, content_type = "text/event-stream"),
+        (status = 403, description = "The `workspace-build-updates` experiment is off, or the caller is not an owner"),
+    )
+)]
 async fn watch_all_builds(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     if !state
         .config

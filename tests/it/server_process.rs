@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::harness::{pg, Client, PASSWORD};
 
-const BIN: &str = env!("CARGO_BIN_EXE_coder");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_coder");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -18,14 +18,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Server {
-    child: Child,
+pub(crate) struct Server {
+    pub child: Child,
     pub url: String,
     log: std::path::PathBuf,
 }
 
 impl Server {
-    fn start(cache_dir: &Path, envs: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(cache_dir: &Path, envs: &[(&str, &str)]) -> Server {
         let port = free_port();
         let log = cache_dir.with_extension(format!("{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -49,11 +49,11 @@ impl Server {
         }
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_healthy(&mut self) -> Duration {
+    pub(crate) async fn wait_healthy(&mut self) -> Duration {
         let start = Instant::now();
         let http = reqwest::Client::new();
         while start.elapsed() < Duration::from_secs(90) {
@@ -70,11 +70,11 @@ impl Server {
         panic!("server not healthy in time:\n{}", self.logs());
     }
 
-    fn signal(&self, sig: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
 
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) async fn wait_exit(&mut self) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -104,7 +104,7 @@ fn postmaster_pid(cache: &Path) -> Option<i32> {
 }
 
 /// Alive = exists and is not a zombie (in containers nobody may reap the detached postmaster).
-fn process_alive(pid: i32) -> bool {
+pub(crate) fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
             .rsplit_once(") ")
@@ -125,7 +125,7 @@ async fn gone_soon(pid: i32) -> bool {
     false
 }
 
-async fn first_user_and_login(url: &str) -> Client {
+pub(crate) async fn first_user_and_login(url: &str) -> Client {
     let anon = Client::new(url);
     let resp = anon
         .post(
@@ -137,7 +137,7 @@ async fn first_user_and_login(url: &str) -> Client {
     anon.login("admin@coder.test", PASSWORD).await
 }
 
-fn cache_dir() -> tempfile::TempDir {
+pub(crate) fn cache_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("coder-srv-")
         .tempdir()
