@@ -11,6 +11,7 @@ mod dashboard;
 mod deploy;
 mod errors;
 mod files;
+mod fuzz_bodies;
 mod metrics;
 mod openapi;
 mod orgs;

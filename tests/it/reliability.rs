@@ -498,6 +498,27 @@ async fn a_database_outage_answers_503_then_recovers_without_losing_anything() {
         )
         .await;
     assert_eq!(resp.status, 201);
+    let mine = resp.json::<Value>()["id"].as_str().unwrap().to_string();
+
+    // A watch stream stays open through the outage (its LISTEN connection reconnects).
+    let mut watch = reqwest::Client::new()
+        .get(format!("{}/api/v2/workspaces/{mine}/watch", server.url))
+        .header("Coder-Session-Token", owner.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(chunk)) = watch.chunk().await {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+    };
 
     // Load: four clients hammer the API through the outage.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -548,6 +569,26 @@ async fn a_database_outage_answers_503_then_recovers_without_losing_anything() {
         "a request hung for {slowest:?}"
     );
     assert_eq!(recovered["count"], 2, "nothing lost: {recovered}");
+
+    // After the outage, a change to the workspace still reaches the open watch stream.
+    let mark = seen.lock().unwrap().len();
+    let resp = owner
+        .post(
+            &format!("/api/v2/workspaces/{mine}/builds"),
+            &json!({"transition": "stop"}),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    wait_for(
+        "the stop on the watch stream",
+        Duration::from_secs(20),
+        async || {
+            let text = seen.lock().unwrap()[mark..].to_string();
+            text.contains("\"transition\":\"stop\"").then_some(())
+        },
+    )
+    .await;
+    reader.abort();
 
     // The reconciler resumed: a deleted prebuild is replaced.
     let victim = before["workspaces"][0]["id"].as_str().unwrap();
