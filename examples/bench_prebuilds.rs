@@ -378,7 +378,7 @@ fn families_by_size(body: &[u8]) -> Vec<(String, usize, usize)> {
         }
     }
     let mut v: Vec<_> = by.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
-    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v.sort_by_key(|x| std::cmp::Reverse(x.2));
     v
 }
 

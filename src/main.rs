@@ -32,6 +32,7 @@ fn main() {
         Command::Login(args) => client_runtime(coder::cli::login::run(args)),
         Command::Logout(args) => client_runtime(coder::cli::login::logout(args)),
         Command::Create(args) => client_runtime(coder::cli::create::run(*args)),
+        Command::Scaletest(args) => coder::cli::scaletest::run(*args),
         Command::Version(args) => {
             coder::cli::print_version(args.output);
             Ok(())

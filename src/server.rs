@@ -111,7 +111,26 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("listen on {}", config.prometheus_address))?;
         }
-        app::serve(listener, app::router(state), shutdown_signal()).await?;
+        // Requests in flight get a grace period; streams that never end on their own (watch,
+        // agent reinit) are cut when it is over, so shutdown is bounded.
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown_signal().await;
+            tracing::info!(target: "coderd", "shutting down: finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        tokio::select! {
+            served = app::serve(listener, app::router(state), signal) => served?,
+            _ = async {
+                if stopping_rx.await.is_ok() {
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::info!(target: "coderd", "grace period over: closing the remaining connections");
+            }
+        }
         tracing::info!(target: "coderd", "HTTP server stopped");
         // Daemons finish their current job step; a job cut short is failed by the stale detector.
         background.cancel();
@@ -124,6 +143,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     })
     .await
 }
+
+/// How long in-flight requests may run after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

@@ -279,7 +279,10 @@ async fn run_script(
         )
         .await;
     let mut cmd = shell(&script.script, dir, env);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Its own process group, so a timeout ends the whole script (children holding its pipes too).
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(err) => {
@@ -336,8 +339,14 @@ async fn run_script(
         Some(t) => match tokio::time::timeout(t, child.wait()).await {
             Ok(status) => status,
             Err(_) => {
+                if let Some(pid) = child.id() {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
                 let _ = child.kill().await;
-                let _ = shipper.await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
                 return ScriptOutcome::TimedOut;
             }
         },

@@ -6,6 +6,7 @@ pub mod client;
 pub mod completion;
 pub mod create;
 pub mod login;
+pub mod scaletest;
 pub mod server;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -42,6 +43,8 @@ pub enum Command {
     Logout(login::LogoutArgs),
     /// Create a workspace from a template (optionally with a preset).
     Create(Box<create::CreateArgs>),
+    /// Run a load test: workspaces with fake agents, or prebuild pools and claims.
+    Scaletest(Box<scaletest::ScaletestArgs>),
     /// Show coder version.
     Version(VersionArgs),
     /// Print the shell completion script (bash, zsh, fish, powershell).

@@ -640,8 +640,9 @@ async fn write_resources(
         sqlx::query(
             "INSERT INTO workspace_agents (id, created_at, updated_at, name, resource_id, auth_token, architecture,
                                            operating_system, environment_variables, directory, connection_timeout_seconds,
-                                           startup_script, startup_script_behavior, display_apps, display_order)
-             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                           startup_script, startup_script_behavior, display_apps, display_order,
+                                           startup_script_timeout_secs)
+             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(agent_id)
         .bind(now)
@@ -657,6 +658,7 @@ async fn write_resources(
         .bind(&agent.startup_script_behavior)
         .bind(&agent.display_apps)
         .bind(order as i32)
+        .bind(agent.startup_script_timeout)
         .execute(&mut *tx)
         .await?;
         for (position, m) in agent.metadata.iter().enumerate() {

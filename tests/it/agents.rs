@@ -346,3 +346,44 @@ async fn agent_api_token_rules() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_startup_script_past_its_timeout_is_start_timeout() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let tf = r#"
+resource "coder_agent" "main" {
+  os                     = "linux"
+  arch                   = "amd64"
+  startup_script         = "echo slow; sleep 30"
+  startup_script_timeout = 1
+}
+resource "null_resource" "box" {
+  depends_on = [coder_agent.main]
+}
+"#;
+    let template = template_from(&owner, tar_of_main_tf(tf), "terraform", "slow").await;
+    let id = create_ws(&owner, &template, "slow").await;
+    let started = Instant::now();
+    wait_for(&owner, &id, "start_timeout", |w| {
+        agent_state(w) == "start_timeout"
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30 s script was cut off after its 1 s timeout"
+    );
+    // The timeout is recorded on the agent (the provider's default is 300 s).
+    let recorded: i32 =
+        sqlx::query_scalar("SELECT a.startup_script_timeout_secs FROM workspace_agents a LIMIT 1")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1);
+    owner
+        .post(
+            &format!("/api/v2/workspaces/{id}/builds"),
+            &json!({"transition": "delete"}),
+        )
+        .await;
+}

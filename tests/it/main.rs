@@ -17,6 +17,7 @@ mod openapi;
 mod orgs;
 mod prebuilds;
 mod reliability;
+mod scaletest;
 mod server_process;
 mod templates;
 mod users;

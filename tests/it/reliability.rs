@@ -617,3 +617,43 @@ async fn a_database_outage_answers_503_then_recovers_without_losing_anything() {
     let _ = PASSWORD;
     drop(server);
 }
+
+#[tokio::test]
+async fn sigterm_with_open_watch_streams_exits_within_the_grace_period() {
+    let url = pg::cluster().empty_database().await;
+    let dir = cache_dir();
+    let mut server = start(dir.path(), &env(&url, &[])).await;
+    let owner = first_user_and_login(&server.url).await;
+    let (tpl, _) = template(&owner, AGENT_TF, "echo", "streams").await;
+    let resp = owner
+        .post(
+            "/api/v2/users/me/workspaces",
+            &json!({"template_id": tpl, "name": "watched"}),
+        )
+        .await;
+    assert_eq!(resp.status, 201);
+    let ws = resp.json::<Value>()["id"].as_str().unwrap().to_string();
+    // Streams that never end by themselves.
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/api/v2/workspaces/{ws}/watch", server.url))
+            .header("Coder-Session-Token", owner.token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let t = Instant::now();
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = server.wait_exit().await;
+    assert!(status.success(), "{status}:\n{}", server.logs());
+    assert!(
+        t.elapsed() < Duration::from_secs(12),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
+    drop(streams);
+    let _ = PASSWORD;
+}

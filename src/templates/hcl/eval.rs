@@ -104,6 +104,7 @@ pub struct EvaluatedAgent {
     /// Enabled display apps, in the API's spelling.
     pub display_apps: Vec<String>,
     pub connection_timeout: i32,
+    pub startup_script_timeout: i32,
     pub ignore_changes: Vec<String>,
 }
 
@@ -913,6 +914,7 @@ impl<'m> Evaluator<'m> {
                     .map(str::to_owned)
                     .collect(),
                 connection_timeout: agent.connection_timeout,
+                startup_script_timeout: agent.startup_script_timeout,
                 ignore_changes: agent.ignore_changes.clone(),
             });
         }

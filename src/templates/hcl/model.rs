@@ -225,6 +225,9 @@ pub struct Agent {
     pub display_apps: DisplayApps,
     /// Seconds, default 120.
     pub connection_timeout: i32,
+    /// `startup_script_timeout` in seconds (provider default 300; 0 = none): past it the agent
+    /// reports `start_timeout`.
+    pub startup_script_timeout: i32,
     pub count: Option<Expr>,
     /// `type.name` of the resource this agent runs in, by Coder's convention: the first resource
     /// (declaration order) whose body references `coder_agent.<name>`.

@@ -772,6 +772,10 @@ pub(crate) fn read_agent(r: &mut Reader<'_>, name: &str, body: &EBody) -> Option
         .string(body, "", "startup_script_behavior")
         .unwrap_or_else(|| "non-blocking".to_owned());
     let connection_timeout = r.i32(body, "", "connection_timeout").unwrap_or(120);
+    let startup_script_timeout = r
+        .i32(body, "", "startup_script_timeout")
+        .unwrap_or(300)
+        .max(0);
     if !(has_os && has_arch) {
         return None;
     }
@@ -787,6 +791,7 @@ pub(crate) fn read_agent(r: &mut Reader<'_>, name: &str, body: &EBody) -> Option
         metadata,
         display_apps,
         connection_timeout,
+        startup_script_timeout,
         count: r.expr(body, "count"),
         resource: None,
         ignore_changes: lifecycle_ignore_changes(r, body),

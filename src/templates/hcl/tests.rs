@@ -196,6 +196,7 @@ fn local_shell_agents_apps_resources() {
     assert_eq!(agent.arch.literal_string().as_deref(), Some("amd64"));
     assert_eq!(agent.startup_script_behavior, "non-blocking");
     assert_eq!(agent.connection_timeout, 120);
+    assert_eq!(agent.startup_script_timeout, 300);
     assert_eq!(agent.resource.as_deref(), Some("null_resource.home"));
     let script = agent.startup_script.as_ref().unwrap();
     assert!(!script.is_literal());
