@@ -22,6 +22,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(5))
+        // No ping before every checkout (a round trip per request); a connection that died is
+        // discarded when its query fails, and that request answers 503 like any other outage.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }

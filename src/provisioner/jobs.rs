@@ -28,10 +28,13 @@ pub struct NewJob<'a> {
 
 /// Inserts a pending job and notifies daemons; the notification is delivered when the caller commits.
 pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<JobRow, sqlx::Error> {
+    // One round trip: the insert and the notification (delivered on commit).
     let row: JobRow = sqlx::query_as(&format!(
-        "INSERT INTO provisioner_jobs (id, created_at, updated_at, organization_id, initiator_id, provisioner,
-                                       type, input, file_id, tags)
-         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        "WITH j AS (
+            INSERT INTO provisioner_jobs (id, created_at, updated_at, organization_id, initiator_id, provisioner,
+                                          type, input, file_id, tags)
+            VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS})
+         SELECT j.* FROM j, (SELECT pg_notify($10, $6)) n"
     ))
     .bind(job.id)
     .bind(job.now)
@@ -42,13 +45,9 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<JobRow,
     .bind(sqlx::types::Json(job.input))
     .bind(job.file_id)
     .bind(sqlx::types::Json(job.tags))
+    .bind(CHANNEL_JOB_POSTED)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL_JOB_POSTED)
-        .bind(job.job_type)
-        .execute(&mut *conn)
-        .await?;
     Ok(row)
 }
 
