@@ -387,3 +387,67 @@ resource "null_resource" "box" {
         )
         .await;
 }
+
+#[tokio::test]
+async fn the_real_agent_reports_metadata_on_each_items_interval() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let tf = r#"
+resource "coder_agent" "main" {
+  os   = "linux"
+  arch = "amd64"
+  metadata {
+    key          = "tick"
+    display_name = "Nanoseconds"
+    script       = "date +%s%N"
+    interval     = 1
+    timeout      = 1
+  }
+}
+resource "null_resource" "box" {
+  depends_on = [coder_agent.main]
+}
+"#;
+    let template = template_from(&owner, tar_of_main_tf(tf), "terraform", "ticking").await;
+    let id = create_ws(&owner, &template, "ticking").await;
+    wait_for(&owner, &id, "agent ready", |w| agent_state(w) == "ready").await;
+    let read = || async {
+        let row: Option<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT m.value, m.collected_at FROM workspace_agent_metadata m WHERE m.key = 'tick'
+               AND m.collected_at > '2000-01-01'",
+        )
+        .fetch_optional(app.pool())
+        .await
+        .unwrap();
+        row
+    };
+    // Three distinct values, each collected about a second after the previous one.
+    let mut seen: Vec<(String, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let start = Instant::now();
+    while seen.len() < 3 {
+        if let Some(v) = read().await {
+            if seen.last().is_none_or(|last| last.0 != v.0) {
+                seen.push(v);
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "metadata values: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for pair in seen.windows(2) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(
+            gap >= chrono::Duration::milliseconds(700) && gap <= chrono::Duration::seconds(5),
+            "collected {gap} apart: {seen:?}"
+        );
+        assert!(pair[1].0.parse::<u128>().unwrap() > pair[0].0.parse::<u128>().unwrap());
+    }
+    owner
+        .post(
+            &format!("/api/v2/workspaces/{id}/builds"),
+            &json!({"transition": "delete"}),
+        )
+        .await;
+}
