@@ -7,11 +7,11 @@
 //! [`MAX_AGE`]) is served while one background refresh runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::app::AppState;
 use crate::prebuilds::{plan, reconciler, snapshot};
@@ -20,24 +20,22 @@ use crate::users::PREBUILDS_USER_ID;
 /// How stale the database-backed series may get.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 
+/// The database-backed series, kept already encoded in the text format: a scrape copies bytes
+/// instead of cloning and re-encoding thousands of series (agent series alone are one per agent).
 #[derive(Default)]
 pub struct Cache {
-    families: Mutex<Option<(Instant, Vec<MetricFamily>)>>,
+    text: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
     refreshing: AtomicBool,
 }
 
 impl Cache {
-    /// The cached families, refreshed first if there are none yet; a stale cache triggers one
+    /// The cached exposition text, computed first if there is none yet; a stale cache triggers one
     /// background refresh and is served meanwhile.
-    pub async fn families(&self, state: &AppState) -> Vec<MetricFamily> {
-        let cached = self
-            .families
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    pub async fn text(&self, state: &AppState) -> Arc<Vec<u8>> {
+        let cached = self.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match cached {
             None => self.refresh(state).await,
-            Some((at, families)) => {
+            Some((at, text)) => {
                 if at.elapsed() > MAX_AGE && !self.refreshing.swap(true, Ordering::SeqCst) {
                     let state = state.clone();
                     tokio::spawn(async move {
@@ -46,30 +44,41 @@ impl Cache {
                         cache.refreshing.store(false, Ordering::SeqCst);
                     });
                 }
-                families
+                text
             }
         }
     }
 
     /// Recomputes every series now (tests use this to read exact values).
-    pub async fn refresh(&self, state: &AppState) -> Vec<MetricFamily> {
-        let families = match collect(state).await {
-            Ok(f) => f,
+    pub async fn refresh(&self, state: &AppState) -> Arc<Vec<u8>> {
+        let encoded = match collect(state).await {
+            Ok(families) => {
+                let mut out = Vec::with_capacity(64 * 1024);
+                prometheus::TextEncoder::new()
+                    .encode(&families, &mut out)
+                    .map(|_| out)
+                    .map_err(|e| e.to_string())
+            }
+            Err(err) => Err(err.to_string()),
+        };
+        match encoded {
+            Ok(text) => {
+                let text = Arc::new(text);
+                *self.text.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), text.clone()));
+                text
+            }
             Err(err) => {
                 tracing::warn!(target: "coderd.metrics", error = %err, "refreshing database-backed metrics failed");
                 // Keep serving the last good values.
-                return self
-                    .families
+                self.text
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
-                    .map(|(_, f)| f.clone())
-                    .unwrap_or_default();
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_default()
             }
-        };
-        *self.families.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), families.clone()));
-        families
+        }
     }
 }
 

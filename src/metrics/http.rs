@@ -43,14 +43,17 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     resp
 }
 
-/// Every series in the text exposition format, sorted by family name.
+/// Every series in the text exposition format.
 pub async fn render(state: &AppState) -> Result<Vec<u8>, prometheus::Error> {
+    // In-process families (small) encoded now, then the cached database-backed text; the two sets
+    // of names are disjoint, so the concatenation is one valid exposition.
+    let db_text = state.metrics.db_cache.text(state).await;
     let mut families = state.metrics.registry.gather();
-    families.extend(state.metrics.db_cache.families(state).await);
     families.extend(state.metrics.agent_stats.gather());
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::with_capacity(16 * 1024);
+    let mut out = Vec::with_capacity(16 * 1024 + db_text.len());
     prometheus::TextEncoder::new().encode(&families, &mut out)?;
+    out.extend_from_slice(&db_text);
     Ok(out)
 }
 

@@ -1,6 +1,7 @@
-//! `coder scaletest workspaces`: create N echo workspaces (C at a time), then play their N agents at
-//! Coder's reference rate — lifecycle `starting` → `ready`, then every metadata interval 2 metadata items
-//! and a stats heartbeat, start times spread over the interval — for a fixed duration.
+//! `coder scaletest workspaces`: create N echo workspaces (C at a time; each agent reports lifecycle
+//! `starting` → `ready` as soon as its workspace runs, as a real agent does), then play the N agents at
+//! Coder's reference rate — every metadata interval 2 metadata items and a stats heartbeat, start times
+//! spread over the interval — for a fixed duration. The agent API figures are that steady state.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
         workers.push(tokio::spawn(async move {
             let mut calls = Samples::default();
             let mut to_running = Samples::default();
+            let mut lifecycle = Samples::default();
             let mut created = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -131,6 +133,20 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
                                     .into(),
                             );
                         }
+                        // The agent comes up with its workspace: `starting`, then `ready`.
+                        for token in &tokens {
+                            for state in ["starting", "ready"] {
+                                let (d, r) = agent_call(
+                                    &ctx.http,
+                                    &ctx.base,
+                                    token,
+                                    AgentCall::Lifecycle,
+                                    &lifecycle_body(state),
+                                )
+                                .await;
+                                lifecycle.record(d, r);
+                            }
+                        }
                         created.push(Created { id, tokens });
                     }
                     Err(e) => {
@@ -143,16 +159,18 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
                 }
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            (calls, to_running, created)
+            (calls, to_running, lifecycle, created)
         }));
     }
     let mut create_calls = Samples::default();
     let mut create_to_running = Samples::default();
+    let mut lifecycle = Samples::default();
     let mut created: Vec<Created> = Vec::new();
     for w in workers {
-        let (c, r, ws) = w.await?;
+        let (c, r, l, ws) = w.await?;
         create_calls.merge(c);
         create_to_running.merge(r);
+        lifecycle.merge(l);
         created.extend(ws);
     }
     ticker.abort();
@@ -188,20 +206,8 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
         // Spread the agents evenly over one interval, as agents started at different times are.
         let offset = interval.mul_f64(k as f64 / n as f64);
         agents.push(tokio::spawn(async move {
-            let mut by_call: [Samples; 3] = Default::default();
+            let mut by_call: [Samples; 2] = Default::default();
             let first = agent_start + offset;
-            tokio::time::sleep_until(first.into()).await;
-            for state in ["starting", "ready"] {
-                let (d, r) = agent_call(
-                    &http,
-                    &base,
-                    &token,
-                    AgentCall::Lifecycle,
-                    &lifecycle_body(state),
-                )
-                .await;
-                by_call[0].record(d, r);
-            }
             let mut cycle = 0u32;
             loop {
                 let at = first + interval * cycle;
@@ -211,16 +217,16 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
                 tokio::time::sleep_until(at.into()).await;
                 let (d, r) =
                     agent_call(&http, &base, &token, AgentCall::Metadata, &metadata_body()).await;
-                by_call[1].record(d, r);
+                by_call[0].record(d, r);
                 let (d, r) =
                     agent_call(&http, &base, &token, AgentCall::Stats, &stats_body()).await;
-                by_call[2].record(d, r);
+                by_call[1].record(d, r);
                 cycle += 1;
             }
             by_call
         }));
     }
-    let mut by_call: [Samples; 3] = Default::default();
+    let mut by_call: [Samples; 2] = Default::default();
     for a in agents {
         let got = a.await?;
         for (into, from) in by_call.iter_mut().zip(got) {
@@ -275,7 +281,8 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
             "agents": m.phase(agent_start, agent_end),
         })
     });
-    let errors = create_calls.errors + create_to_running.errors + agent_all.errors;
+    let errors =
+        create_calls.errors + create_to_running.errors + lifecycle.errors + agent_all.errors;
     let report = json!({
         "mode": "workspaces",
         "template": template_name,
@@ -301,9 +308,14 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
             "error_kinds": agent_all.errors_json(),
             "latency_ms": agent_latency.json(),
             "by_call": {
-                "report-lifecycle": by_call[0].latency().json(),
-                "metadata": by_call[1].latency().json(),
-                "report-stats": by_call[2].latency().json(),
+                "metadata": by_call[0].latency().json(),
+                "report-stats": by_call[1].latency().json(),
+            },
+            "lifecycle": {
+                "requests": lifecycle.requests,
+                "errors": lifecycle.errors,
+                "error_kinds": lifecycle.errors_json(),
+                "latency_ms": lifecycle.latency().json(),
             },
         },
         "server": server.clone().unwrap_or(Value::Null),
@@ -321,6 +333,7 @@ pub async fn run(args: WorkspacesArgs) -> anyhow::Result<()> {
             &agent_latency,
             &agent_all,
             &by_call,
+            &lifecycle,
         );
     }
     Ok(())
@@ -340,7 +353,8 @@ fn print_text(
     to_running: &Latency,
     agents: &Latency,
     agent_all: &Samples,
-    by_call: &[Samples; 3],
+    by_call: &[Samples; 2],
+    lifecycle: &Samples,
 ) {
     let c = &r["create"];
     let a = &r["agents"];
@@ -357,15 +371,21 @@ fn print_text(
     println!("  create call       {}", create.text(false));
     println!("  create→running    {}", to_running.text(false));
     println!(
+        "  agent lifecycle   {} (starting + ready as each workspace came up; {} requests, {} errors)",
+        lifecycle.latency().text(false),
+        lifecycle.requests,
+        lifecycle.errors
+    );
+    for (e, n) in lifecycle.top_errors(3) {
+        println!("  error ×{n}: {e}");
+    }
+    println!(
         "Agent API:  {} agents, {} s, metadata (2 items) + stats every {} s: {} requests ({} per s), {} errors",
         a["agents"], a["duration_seconds"], a["metadata_interval_seconds"], a["requests"],
         a["per_second"], a["errors"]
     );
     println!("  all calls         {}", agents.text(true));
-    for (name, s) in ["report-lifecycle", "metadata", "report-stats"]
-        .iter()
-        .zip(by_call)
-    {
+    for (name, s) in ["metadata", "report-stats"].iter().zip(by_call) {
         println!("  {name:<18}{}", s.latency().text(false));
     }
     for (e, n) in agent_all.top_errors(5) {
