@@ -858,10 +858,23 @@ async fn create_build(
         ));
     }
     builds::check_version_usable(&version)?;
-    let preset_id = req
-        .template_version_preset_id
-        .filter(|id| !id.is_nil())
-        .or(previous.3.filter(|_| version_id == previous.1));
+    let requested_preset = req.template_version_preset_id.filter(|id| !id.is_nil());
+    if let Some(pid) = requested_preset {
+        let belongs: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM template_version_presets WHERE id = $1 AND template_version_id = $2)",
+        )
+        .bind(pid)
+        .bind(version.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !belongs {
+            return Err(ApiError::bad_request(
+                "The preset does not belong to the template version.",
+            )
+            .validation("template_version_preset_id", "preset not found"));
+        }
+    }
+    let preset_id = requested_preset.or(previous.3.filter(|_| version_id == previous.1));
     let preset_values = match preset_id {
         Some(pid) => builds::preset_values(&mut tx, pid).await?,
         None => Vec::new(),

@@ -12,6 +12,7 @@ mod deploy;
 mod errors;
 mod files;
 mod fuzz_bodies;
+mod fuzz_schemathesis;
 mod metrics;
 mod openapi;
 mod orgs;

@@ -262,6 +262,19 @@ async fn create_and_build_validation() {
     );
     let resp = build(&owner, &id, json!({"transition": "explode"})).await;
     assert_eq!(resp.status, 400);
+    // A preset id that names no preset of the version is a client mistake (found by schemathesis:
+    // it used to reach the insert and answer 500).
+    let resp = build(
+        &owner,
+        &id,
+        json!({"transition": "stop", "template_version_preset_id": Uuid::new_v4()}),
+    )
+    .await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(
+        resp.error().message,
+        "The preset does not belong to the template version."
+    );
     assert_eq!(owner.get("/api/v2/workspaces/not-a-uuid").await.status, 400);
     assert_eq!(
         owner
