@@ -72,6 +72,7 @@ pub struct CommonArgs {
 
 /// Runs a scaletest on its own multi-threaded runtime (the load needs more than one thread).
 pub fn run(args: ScaletestArgs) -> anyhow::Result<()> {
+    raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -81,6 +82,20 @@ pub fn run(args: ScaletestArgs) -> anyhow::Result<()> {
             ScaletestCommand::Prebuilds(a) => prebuilds::run(a).await,
         }
     })
+}
+
+/// Thousands of agents may each hold a connection when the server is slow: lift the soft limit on open
+/// files to the hard one (best effort).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a zero-initialised, then kernel-filled, rlimit.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 // ---- connection --------------------------------------------------------------------------------------
@@ -790,6 +805,9 @@ pub fn parse_process_metrics(text: &str) -> Option<(f64, f64)> {
     ))
 }
 
+/// The shortest phase whose average CPU use is reported.
+pub const MIN_CPU_WINDOW: Duration = Duration::from_secs(10);
+
 /// Samples the server's `/metrics` every second in the background.
 #[derive(Clone)]
 pub struct Monitor {
@@ -853,15 +871,15 @@ impl Monitor {
             return Value::Null;
         };
         let span = last.at.duration_since(first.at).as_secs_f64();
-        let cores = if span > 0.0 {
-            (last.cpu_seconds - first.cpu_seconds) / span
-        } else {
-            0.0
-        };
+        // `process_cpu_seconds_total` may count whole seconds only (it does on this server): below
+        // MIN_CPU_WINDOW the average would mostly be rounding.
+        let cores = (span >= MIN_CPU_WINDOW.as_secs_f64())
+            .then(|| round2((last.cpu_seconds - first.cpu_seconds) / span));
         let peak = inside.iter().map(|s| s.rss_bytes).fold(0.0, f64::max);
         json!({
-            "cpu_cores": round2(cores),
+            "cpu_cores": cores,
             "cpu_seconds": round2(last.cpu_seconds - first.cpu_seconds),
+            "seconds": round2(span),
             "rss_mib_end": round2(last.rss_bytes / 1048576.0),
             "rss_mib_peak": round2(peak / 1048576.0),
         })
@@ -873,11 +891,17 @@ pub fn server_text(v: &Value) -> String {
     if v.is_null() {
         return "no samples".into();
     }
+    let cpu = match v["cpu_cores"].as_f64() {
+        Some(c) => format!("CPU {c:.2} cores"),
+        None => format!(
+            "CPU {} s (phase too short for an average)",
+            v["cpu_seconds"]
+        ),
+    };
     format!(
-        "RSS {:.0} MiB (peak {:.0} MiB), CPU {:.2} cores",
+        "RSS {:.0} MiB (peak {:.0} MiB), {cpu}",
         v["rss_mib_end"].as_f64().unwrap_or(0.0),
         v["rss_mib_peak"].as_f64().unwrap_or(0.0),
-        v["cpu_cores"].as_f64().unwrap_or(0.0)
     )
 }
 
