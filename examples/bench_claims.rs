@@ -8,7 +8,7 @@
 //! 2. Fresh path: 50 sequential creates with a preset of the same template without a pool (always a fresh
 //!    build). Create round trip p50/p99, create → running p50.
 //! 3. The claim transaction alone, run raw with sqlx on a refilled ready pool: BEGIN; the claim UPDATE
-//!    (mirrors `src/prebuilds/claim.rs`); the `prebuild_claims` INSERT; COMMIT. It skips the claim build
+//!    (mirrors the claim in `src/workspaces/create.rs`); the `prebuild_claims` INSERT; COMMIT. It skips the claim build
 //!    the server inserts in the same transaction. EXPLAIN ANALYZE of the claim statement.
 //! 4. Where the claim create's time goes: a few more claim creates with PostgreSQL statement logging on;
 //!    every statement logged between two markers around each request.
@@ -38,7 +38,7 @@ const POOL: usize = 50;
 const DIAGNOSTIC_CLAIMS: usize = 5;
 const READY_RUNS: usize = 3;
 
-/// Mirrors the statement of `claim()` in `src/prebuilds/claim.rs`. Keep in sync by hand.
+/// Mirrors the claim CTEs of `CLAIM_WORKSPACE_CTE` in `src/workspaces/create.rs`. Keep in sync by hand.
 const CLAIM_SQL: &str = "WITH candidate AS (
             SELECT w.id, w.created_at, lb.id AS build_id
             FROM workspaces w
@@ -67,7 +67,7 @@ const CLAIM_SQL: &str = "WITH candidate AS (
         FROM candidate c WHERE w.id = c.id
         RETURNING w.id AS workspace_id, c.created_at AS prebuild_created_at, c.build_id AS latest_build_id";
 
-/// Mirrors `record_claim()` in `src/prebuilds/claim.rs`.
+/// The claim record, as `CLAIM_WORKSPACE_CTE` in `src/workspaces/create.rs` writes it.
 const RECORD_CLAIM_SQL: &str =
     "INSERT INTO prebuild_claims (workspace_id, preset_id, claimed_by, claimed_at, prebuild_created_at)
          VALUES ($1, $2, $3, $4, $5)";

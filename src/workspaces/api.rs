@@ -21,7 +21,6 @@ use crate::api::validate;
 use crate::app::AppState;
 use crate::db;
 use crate::orgs::api::resolve_org;
-use crate::prebuilds::claim as prebuild_claim;
 use crate::provisioner::jobs;
 use crate::rbac::{Action, Object, Resource};
 use crate::templates::api::parse_uuid;
@@ -183,7 +182,7 @@ async fn create_in_org(
     Json(req): Json<CreateWorkspaceRequest>,
 ) -> ApiResult<Response> {
     let org = resolve_org(&state, &auth, &organization, Action::Read).await?;
-    create_workspace(state, auth, Some(org), user, req).await
+    super::create::create_workspace(state, auth, Some(org), user, req).await
 }
 
 #[utoipa::path(
@@ -209,10 +208,10 @@ async fn create_for_user(
     Path(user): Path<String>,
     Json(req): Json<CreateWorkspaceRequest>,
 ) -> ApiResult<Response> {
-    create_workspace(state, auth, None, user, req).await
+    super::create::create_workspace(state, auth, None, user, req).await
 }
 
-fn validate_ttl(ttl: Option<i64>) -> ApiResult<Option<i64>> {
+pub(super) fn validate_ttl(ttl: Option<i64>) -> ApiResult<Option<i64>> {
     match ttl {
         None | Some(0) => Ok(None),
         Some(ms) if ms < 60_000 => {
@@ -228,7 +227,7 @@ fn validate_ttl(ttl: Option<i64>) -> ApiResult<Option<i64>> {
 }
 
 /// Coder's autostart syntax: `[CRON_TZ=<tz> ]<minute> <hour> * * <dow>`.
-fn validate_autostart(schedule: Option<String>) -> ApiResult<Option<String>> {
+pub(super) fn validate_autostart(schedule: Option<String>) -> ApiResult<Option<String>> {
     let Some(raw) = schedule.filter(|s| !s.trim().is_empty()) else {
         return Ok(None);
     };
@@ -266,288 +265,6 @@ fn validate_autostart(schedule: Option<String>) -> ApiResult<Option<String>> {
         return Err(invalid(format!("invalid day-of-week {:?}", fields[4])));
     }
     Ok(Some(raw))
-}
-
-#[derive(sqlx::FromRow)]
-struct TemplateLite {
-    id: Uuid,
-    organization_id: Uuid,
-    active_version_id: Uuid,
-    deleted: bool,
-}
-
-async fn create_workspace(
-    state: AppState,
-    auth: Auth,
-    org: Option<crate::orgs::Organization>,
-    user: String,
-    req: CreateWorkspaceRequest,
-) -> ApiResult<Response> {
-    let owner = resolve_user(&state, &auth, &user, Action::Read).await?;
-    let template_id = req.template_id.filter(|id| !id.is_nil());
-    let version_id = req.template_version_id.filter(|id| !id.is_nil());
-    if template_id.is_some() && version_id.is_some() {
-        return Err(ApiError::bad_request(
-            "You can only specify one of template_id or template_version_id.",
-        ));
-    }
-    let mut conn = state.pool.acquire().await?;
-    let requested_version = match version_id {
-        Some(id) => Some(builds::version_info(&mut conn, id).await?.ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Template version {:?} doesn't exist.",
-                id.to_string()
-            ))
-            .validation("template_version_id", "template not found")
-        })?),
-        None => None,
-    };
-    let template_id = match (template_id, &requested_version) {
-        (Some(id), _) => id,
-        (None, Some(v)) => v.template_id.ok_or_else(|| {
-            ApiError::bad_request("The template version is not attached to a template.")
-                .validation("template_version_id", "template not found")
-        })?,
-        (None, None) => {
-            return Err(ApiError::validation_failed(vec![Validation::required(
-                "template_id",
-            )]))
-        }
-    };
-    let template: TemplateLite = sqlx::query_as(
-        "SELECT id, organization_id, active_version_id, deleted FROM templates WHERE id = $1",
-    )
-    .bind(template_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "Template {:?} doesn't exist.",
-            template_id.to_string()
-        ))
-        .validation("template_id", "template not found")
-    })?;
-    if template.deleted {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "Template has been deleted!",
-        ));
-    }
-    if let Some(org) = &org {
-        if org.id != template.organization_id {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("Template is not in organization {:?}.", org.name),
-            ));
-        }
-    }
-    let object = Object::new(Resource::Workspace)
-        .in_org(template.organization_id)
-        .owned_by(owner.id);
-    if !auth.subject.can(Action::Create, object)
-        || !auth.subject.can(
-            Action::Read,
-            Object::new(Resource::Template).in_org(template.organization_id),
-        )
-    {
-        return Err(ApiError::forbidden());
-    }
-    // The owner must belong to the template's organization.
-    let member: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM organization_members WHERE organization_id = $1 AND user_id = $2)",
-    )
-    .bind(template.organization_id)
-    .bind(owner.id)
-    .fetch_one(&mut *conn)
-    .await?;
-    if !member {
-        return Err(ApiError::forbidden());
-    }
-    let version = match requested_version {
-        Some(v) => v,
-        None => builds::version_info(&mut conn, template.active_version_id)
-            .await?
-            .ok_or_else(ApiError::not_found)?,
-    };
-    if version.template_id != Some(template.id) {
-        return Err(ApiError::bad_request(
-            "template version doesn't match template",
-        ));
-    }
-    builds::check_version_usable(&version)?;
-    let ttl_ms = validate_ttl(req.ttl_ms)?;
-    let autostart = validate_autostart(req.autostart_schedule.clone())?;
-    let requested: Vec<(String, String)> = req
-        .rich_parameter_values
-        .iter()
-        .map(|p| (p.name.clone(), p.value.clone()))
-        .collect();
-    // As Coder: without a preset id, the preset whose values the request matches (most parameters).
-    let preset_id = match req.template_version_preset_id.filter(|id| !id.is_nil()) {
-        Some(id) => Some(id),
-        None => prebuild_claim::matching_preset(&mut conn, version.id, &requested).await?,
-    };
-    let preset_values = match preset_id {
-        Some(pid) => {
-            let belongs: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM template_version_presets WHERE id = $1 AND template_version_id = $2)",
-            )
-            .bind(pid)
-            .bind(version.id)
-            .fetch_one(&mut *conn)
-            .await?;
-            if !belongs {
-                return Err(ApiError::bad_request(
-                    "The preset does not belong to the template version.",
-                )
-                .validation("template_version_preset_id", "preset not found"));
-            }
-            builds::preset_values(&mut conn, pid).await?
-        }
-        None => Vec::new(),
-    };
-    let specs = builds::param_specs(&mut conn, version.id).await?;
-    let values = builds::resolve_params(&ResolveInput {
-        specs: &specs,
-        previous: &[],
-        requested: &requested,
-        preset: &preset_values,
-        first_build: true,
-        transition: "start",
-    })?;
-    // A pool to claim from: prebuilds enabled, a preset with a pool on the active version.
-    let pool_preset = match preset_id {
-        Some(p)
-            if crate::prebuilds::reconciler::enabled(&state)
-                && version.id == template.active_version_id
-                && prebuild_claim::preset_has_active_pool(&mut conn, p).await? =>
-        {
-            Some(p)
-        }
-        _ => None,
-    };
-    drop(conn);
-
-    let now = state.clock.now();
-    let automatic_updates = if req.automatic_updates.is_empty() {
-        "never"
-    } else {
-        req.automatic_updates.as_str()
-    };
-    let mut tx = state.pool.begin().await?;
-    if let Some(preset) = pool_preset {
-        let claim_started = std::time::Instant::now();
-        let claimed = prebuild_claim::claim(
-            &mut tx,
-            &prebuild_claim::ClaimRequest {
-                preset_id: preset,
-                owner_id: owner.id,
-                name: &req.name,
-                autostart_schedule: autostart.as_deref(),
-                ttl_ms,
-                automatic_updates,
-                now,
-            },
-        )
-        .await
-        .map_err(|err| {
-            ApiError::name_conflict(err, format!("Workspace {:?} already exists.", req.name))
-        })?;
-        if let Some(claimed) = claimed {
-            prebuild_claim::record_claim(&mut tx, &claimed, preset, owner.id, now).await?;
-            builds::insert(
-                &mut tx,
-                &NewBuild {
-                    workspace_id: claimed.workspace_id,
-                    organization_id: template.organization_id,
-                    version: &version,
-                    transition: "start",
-                    initiator: auth.user_id(),
-                    reason: "initiator",
-                    preset_id: Some(preset),
-                    params: &values,
-                    orphan: false,
-                    prebuild_claim: true,
-                    now,
-                },
-            )
-            .await?;
-            let row = store::workspace_row(&mut tx, claimed.workspace_id)
-                .await?
-                .ok_or_else(ApiError::not_found)?;
-            let workspace = store::assemble(&mut tx, vec![row], now)
-                .await?
-                .pop()
-                .ok_or_else(ApiError::not_found)?;
-            if !state.config.test_claim_commit_delay.is_zero() {
-                tokio::time::sleep(state.config.test_claim_commit_delay).await;
-            }
-            tx.commit().await?;
-            state
-                .metrics
-                .prebuild_claim_duration
-                .with_label_values(&[
-                    workspace.organization_name.as_str(),
-                    workspace.template_name.as_str(),
-                    claimed.preset_name.as_str(),
-                ])
-                .observe(claim_started.elapsed().as_secs_f64());
-            tracing::info!(target: "coderd.prebuilds", workspace = %claimed.workspace_id, name = %req.name,
-                owner = %owner.username, preset = %preset,
-                prebuild_age_s = (now - claimed.prebuild_created_at).num_seconds(), "claimed prebuilt workspace");
-            return Ok(created(workspace));
-        }
-    }
-    let workspace_id = Uuid::new_v4();
-    let inserted = sqlx::query(
-        "INSERT INTO workspaces (id, created_at, updated_at, owner_id, organization_id, template_id, name,
-                                 autostart_schedule, ttl_ms, last_used_at, automatic_updates)
-         VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $2, $9)",
-    )
-    .bind(workspace_id)
-    .bind(now)
-    .bind(owner.id)
-    .bind(template.organization_id)
-    .bind(template.id)
-    .bind(&req.name)
-    .bind(&autostart)
-    .bind(ttl_ms)
-    .bind(automatic_updates)
-    .execute(&mut *tx)
-    .await;
-    if let Err(err) = inserted {
-        return Err(ApiError::name_conflict(
-            err,
-            format!("Workspace {:?} already exists.", req.name),
-        ));
-    }
-    builds::insert(
-        &mut tx,
-        &NewBuild {
-            workspace_id,
-            organization_id: template.organization_id,
-            version: &version,
-            transition: "start",
-            initiator: auth.user_id(),
-            reason: "initiator",
-            preset_id,
-            params: &values,
-            orphan: false,
-            prebuild_claim: false,
-            now,
-        },
-    )
-    .await?;
-    // Read back inside the transaction: the answer shows the build as queued, whatever a daemon does next.
-    let row = store::workspace_row(&mut tx, workspace_id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let workspace = store::assemble(&mut tx, vec![row], now)
-        .await?
-        .pop()
-        .ok_or_else(ApiError::not_found)?;
-    tx.commit().await?;
-    Ok(created(workspace))
 }
 
 // ---- read ----------------------------------------------------------------------------------------

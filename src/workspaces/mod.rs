@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod builds;
+mod create;
 pub mod params;
 pub mod quota;
 pub mod search;

@@ -43,19 +43,31 @@ pub struct WorkspaceRow {
     pub latest_build_id: Uuid,
 }
 
-const WORKSPACE_SELECT: &str = "SELECT w.id, w.created_at, w.updated_at, w.owner_id, w.organization_id,
+/// The columns of [`WorkspaceRow`] but `latest_build_id`, over `w` (workspaces), `u` (owner),
+/// `o` (organization) and `t` (template); a macro so statements can `concat!` it.
+macro_rules! workspace_columns {
+    () => {
+        "w.id, w.created_at, w.updated_at, w.owner_id, w.organization_id,
         w.template_id, w.deleted, w.name, w.autostart_schedule, w.ttl_ms, w.last_used_at, w.dormant_at,
         w.deleting_at, w.automatic_updates, w.favorite, w.next_start_at,
         u.username AS owner_name, u.avatar_url AS owner_avatar_url, o.name AS organization_name,
         t.name AS template_name, t.display_name AS template_display_name, t.icon AS template_icon,
-        t.allow_user_cancel_workspace_jobs, t.active_version_id, t.require_active_version,
-        lb.id AS latest_build_id
+        t.allow_user_cancel_workspace_jobs, t.active_version_id, t.require_active_version"
+    };
+}
+pub(crate) use workspace_columns;
+
+const WORKSPACE_SELECT: &str = concat!(
+    "SELECT ",
+    workspace_columns!(),
+    ", lb.id AS latest_build_id
     FROM workspaces w
     JOIN users u ON u.id = w.owner_id
     JOIN organizations o ON o.id = w.organization_id
     JOIN templates t ON t.id = w.template_id
     JOIN LATERAL (SELECT b.id FROM workspace_builds b WHERE b.workspace_id = w.id
-                  ORDER BY b.build_number DESC LIMIT 1) lb ON true";
+                  ORDER BY b.build_number DESC LIMIT 1) lb ON true"
+);
 
 pub async fn workspace_row(
     conn: &mut PgConnection,
@@ -393,33 +405,43 @@ pub async fn load_builds(
         let Some(job) = jobs.remove(&b.job_id) else {
             continue;
         };
-        let status = build_status(&job.status, &b.transition).to_string();
-        out.push(WorkspaceBuild {
-            id: b.id,
-            created_at: b.created_at,
-            updated_at: b.updated_at,
-            workspace_id: b.workspace_id,
-            workspace_name: b.workspace_name,
-            workspace_owner_id: b.owner_id,
-            workspace_owner_name: b.owner_name,
-            workspace_owner_avatar_url: b.owner_avatar_url,
-            template_version_id: b.template_version_id,
-            template_version_name: b.template_version_name,
-            build_number: b.build_number,
-            transition: b.transition,
-            initiator_id: b.initiator_id,
-            initiator_name: b.initiator_name,
-            job,
-            reason: b.reason,
-            resources: resources.remove(&b.job_id).unwrap_or_default(),
-            deadline: b.deadline,
-            max_deadline: b.max_deadline,
-            status,
-            daily_cost: b.daily_cost,
-            template_version_preset_id: b.template_version_preset_id,
-        });
+        let resources = resources.remove(&b.job_id).unwrap_or_default();
+        out.push(build_json(b, job, resources));
     }
     Ok(out)
+}
+
+/// A build's JSON from its row, its job and its resources.
+pub fn build_json(
+    b: BuildRow,
+    job: crate::provisioner::ProvisionerJob,
+    resources: Vec<WorkspaceResource>,
+) -> WorkspaceBuild {
+    let status = build_status(&job.status, &b.transition).to_string();
+    WorkspaceBuild {
+        id: b.id,
+        created_at: b.created_at,
+        updated_at: b.updated_at,
+        workspace_id: b.workspace_id,
+        workspace_name: b.workspace_name,
+        workspace_owner_id: b.owner_id,
+        workspace_owner_name: b.owner_name,
+        workspace_owner_avatar_url: b.owner_avatar_url,
+        template_version_id: b.template_version_id,
+        template_version_name: b.template_version_name,
+        build_number: b.build_number,
+        transition: b.transition,
+        initiator_id: b.initiator_id,
+        initiator_name: b.initiator_name,
+        job,
+        reason: b.reason,
+        resources,
+        deadline: b.deadline,
+        max_deadline: b.max_deadline,
+        status,
+        daily_cost: b.daily_cost,
+        template_version_preset_id: b.template_version_preset_id,
+    }
 }
 
 /// Workspaces' JSON from their rows, with their latest builds.
@@ -436,48 +458,53 @@ pub async fn assemble(
         let Some(latest) = by_id.remove(&w.latest_build_id) else {
             continue;
         };
-        let failing: Vec<Uuid> = latest
-            .resources
-            .iter()
-            .flat_map(|r| r.agents.iter())
-            .filter(|a| !a.health.healthy)
-            .map(|a| a.id)
-            .collect();
-        out.push(Workspace {
-            id: w.id,
-            created_at: w.created_at,
-            updated_at: w.updated_at,
-            owner_id: w.owner_id,
-            owner_name: w.owner_name,
-            owner_avatar_url: w.owner_avatar_url,
-            organization_id: w.organization_id,
-            organization_name: w.organization_name,
-            template_id: w.template_id,
-            template_name: w.template_name,
-            template_display_name: w.template_display_name,
-            template_icon: w.template_icon,
-            template_allow_user_cancel_workspace_jobs: w.allow_user_cancel_workspace_jobs,
-            template_active_version_id: w.active_version_id,
-            template_require_active_version: w.require_active_version,
-            outdated: latest.template_version_id != w.active_version_id,
-            latest_build: latest,
-            latest_app_status: None,
-            name: w.name,
-            autostart_schedule: w.autostart_schedule,
-            ttl_ms: w.ttl_ms,
-            last_used_at: w.last_used_at,
-            deleting_at: w.deleting_at,
-            dormant_at: w.dormant_at,
-            health: WorkspaceHealth {
-                healthy: failing.is_empty(),
-                failing_agents: failing,
-            },
-            automatic_updates: w.automatic_updates,
-            allow_renames: false,
-            favorite: w.favorite,
-            next_start_at: w.next_start_at,
-            is_prebuild: w.owner_id == PREBUILDS_USER_ID,
-        });
+        out.push(workspace_json(w, latest));
     }
     Ok(out)
+}
+
+/// A workspace's JSON from its row and its latest build.
+pub fn workspace_json(w: WorkspaceRow, latest: WorkspaceBuild) -> Workspace {
+    let failing: Vec<Uuid> = latest
+        .resources
+        .iter()
+        .flat_map(|r| r.agents.iter())
+        .filter(|a| !a.health.healthy)
+        .map(|a| a.id)
+        .collect();
+    Workspace {
+        id: w.id,
+        created_at: w.created_at,
+        updated_at: w.updated_at,
+        owner_id: w.owner_id,
+        owner_name: w.owner_name,
+        owner_avatar_url: w.owner_avatar_url,
+        organization_id: w.organization_id,
+        organization_name: w.organization_name,
+        template_id: w.template_id,
+        template_name: w.template_name,
+        template_display_name: w.template_display_name,
+        template_icon: w.template_icon,
+        template_allow_user_cancel_workspace_jobs: w.allow_user_cancel_workspace_jobs,
+        template_active_version_id: w.active_version_id,
+        template_require_active_version: w.require_active_version,
+        outdated: latest.template_version_id != w.active_version_id,
+        latest_build: latest,
+        latest_app_status: None,
+        name: w.name,
+        autostart_schedule: w.autostart_schedule,
+        ttl_ms: w.ttl_ms,
+        last_used_at: w.last_used_at,
+        deleting_at: w.deleting_at,
+        dormant_at: w.dormant_at,
+        health: WorkspaceHealth {
+            healthy: failing.is_empty(),
+            failing_agents: failing,
+        },
+        automatic_updates: w.automatic_updates,
+        allow_renames: false,
+        favorite: w.favorite,
+        next_start_at: w.next_start_at,
+        is_prebuild: w.owner_id == PREBUILDS_USER_ID,
+    }
 }

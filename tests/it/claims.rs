@@ -661,3 +661,59 @@ async fn an_agent_startup_script_with_the_owner_name_is_a_replacement_unless_ign
         "{inbox:#}"
     );
 }
+
+/// The create answer is built from what the write statement returned, not read back: it must be
+/// exactly what a read of the workspace returns while its build is still queued, for a claim
+/// and for a fresh workspace (a replica without provisioner daemons keeps the builds queued).
+#[tokio::test]
+async fn the_create_answer_is_what_a_read_returns() {
+    let app = TestApp::with_config(enable).await;
+    let owner = app.owner().await;
+    let (alice, _) = app.user(&owner, "alice", &[]).await;
+    let extra = r#"data "coder_parameter" "region" {
+  name    = "region"
+  type    = "string"
+  default = "eu"
+  mutable = true
+}"#;
+    let (template, version) = pool_template(&owner, &pool_tf(1, extra), "echo", "answer").await;
+    let preset = preset_id(&owner, &version, "pool").await;
+    ready_echo_pool(&app, &owner, 1).await;
+
+    let quiet = app
+        .replica(|c| {
+            enable(c);
+            c.provisioner_daemons = 0;
+        })
+        .await;
+    drop(app);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let alice = quiet.client().with_token(alice.token());
+
+    // Each read right after its create: a later create would change the queue size.
+    let claimed = create_with_preset(&alice, &template, &preset, "claimed").await;
+    assert_eq!(
+        claimed["latest_build"]["build_number"], 2,
+        "a claim: {claimed}"
+    );
+    assert_answer_is_read(&alice, &claimed).await;
+    let fresh = alice
+        .post(
+            "/api/v2/users/me/workspaces",
+            &json!({"template_id": template, "name": "fresh",
+                    "rich_parameter_values": [{"name": "region", "value": "us"}]}),
+        )
+        .await;
+    assert_eq!(fresh.status, 201, "{}", fresh.text());
+    let fresh: Value = fresh.json();
+    assert_eq!(fresh["latest_build"]["build_number"], 1);
+    assert_eq!(fresh["latest_build"]["job"]["queue_position"], 2, "{fresh}");
+    assert_answer_is_read(&alice, &fresh).await;
+}
+
+async fn assert_answer_is_read(client: &Client, answer: &Value) {
+    let id = answer["id"].as_str().unwrap();
+    let read: Value = client.get(&format!("/api/v2/workspaces/{id}")).await.json();
+    assert_eq!(read["latest_build"]["status"], "pending", "{read}");
+    assert_eq!(answer, &read, "create answer vs read of {id}");
+}
