@@ -580,6 +580,13 @@ fn run(pg: &BuiltinPostgres, cache_dir: PathBuf, explain: bool) -> Result<(), Er
 }
 
 fn main() {
+    // `BENCH_LOG=coderd.metrics=debug` shows each refresh's database and encoding time.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let explain = std::env::args().skip(1).any(|a| a == "--explain");
     let dir = match tempfile::Builder::new()
         .prefix("bench-prebuilds-")

@@ -35,6 +35,8 @@ pub struct AppInner {
     pub templates: crate::provisioner::build::TemplateCache,
     /// Prometheus series (served only with `--prometheus-enable`).
     pub metrics: crate::metrics::Metrics,
+    /// Authenticated API keys, invalidated across replicas over LISTEN/NOTIFY.
+    pub auth_cache: crate::api::auth_cache::AuthCache,
 }
 
 #[derive(Clone)]
@@ -75,6 +77,7 @@ impl AppState {
             pubsub: crate::pubsub::Pubsub::new(),
             templates: Default::default(),
             metrics,
+            auth_cache: Default::default(),
         })))
     }
 }

@@ -18,6 +18,8 @@ pub const WORKSPACE_UPDATES: &str = "workspace_updates";
 pub const WORKSPACE_BUILD_UPDATES: &str = "workspace_build_updates";
 
 const CHANNELS: &[&str] = &[WORKSPACE_UPDATES, WORKSPACE_BUILD_UPDATES];
+/// Handled here rather than broadcast: the API key cache's invalidations.
+const AUTH_CHANNEL: &str = crate::api::auth_cache::CHANNEL;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -57,7 +59,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     loop {
         let result = async {
             let mut listener = PgListener::connect_with(&state.pool).await?;
-            listener.listen_all(CHANNELS.iter().copied()).await?;
+            listener
+                .listen_all(CHANNELS.iter().copied().chain([AUTH_CHANNEL]))
+                .await?;
+            state.auth_cache.set_listening(true);
             if !first {
                 let _ = state.pubsub.tx.send(Event::Resync);
             }
@@ -66,22 +71,24 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok::<(), sqlx::Error>(()),
                     n = listener.try_recv() => match n? {
+                        Some(n) if n.channel() == AUTH_CHANNEL => {
+                            state.auth_cache.on_notification(n.payload());
+                        }
                         Some(n) => {
                             let _ = state.pubsub.tx.send(Event::Message {
                                 channel: n.channel().to_string(),
                                 payload: n.payload().to_string(),
                             });
                         }
-                        // The connection dropped; the next call reconnects. Anything sent meanwhile is lost.
-                        None => {
-                            tracing::warn!(target: "coderd.pubsub", "listener connection lost; reconnecting");
-                            let _ = state.pubsub.tx.send(Event::Resync);
-                        }
+                        // The connection dropped. Reconnect with a fresh listener: subscribers get
+                        // a resync once it listens again, and the key cache is off until then.
+                        None => return Err(sqlx::Error::Protocol("listener connection lost".into())),
                     },
                 }
             }
         }
         .await;
+        state.auth_cache.set_listening(false);
         if shutdown.is_cancelled() {
             return;
         }

@@ -1,15 +1,18 @@
 //! Session-token authentication: the [`Auth`] extractor resolves the caller and its RBAC subject.
 //!
 //! Tokens are read in Coder's order: the `coder_session_token` cookie, the `coder_session_token` query
-//! parameter, then the `Coder-Session-Token` header. One query loads key, user and memberships.
+//! parameter, then the `Coder-Session-Token` header. One query loads key, user and memberships, unless
+//! the key is in the replica's short-lived cache (`auth_cache`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use uuid::Uuid;
 
+use super::auth_cache::CachedKey;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::rbac::Subject;
@@ -94,6 +97,76 @@ impl FromRequestParts<AppState> for Auth {
 
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiError> {
     let (id, secret) = keys::split_token(token).map_err(ApiError::unauthorized)?;
+    let key = match state.auth_cache.get(id) {
+        Some(key) => key,
+        None => {
+            let generation = state.auth_cache.generation();
+            let key = load_key(state, id)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("API key is invalid."))?;
+            // Only a key with the right secret is worth keeping.
+            if keys::secret_matches(secret, &key.hashed_secret) {
+                state.auth_cache.put(id, key.clone(), generation);
+            }
+            Arc::new(key)
+        }
+    };
+    if !keys::secret_matches(secret, &key.hashed_secret) {
+        return Err(ApiError::unauthorized("API key secret is invalid."));
+    }
+    let now = state.clock.now();
+    if key.expires_at <= now {
+        return Err(ApiError::unauthorized(format!(
+            "API key expired at {:?}.",
+            key.expires_at.to_rfc3339()
+        )));
+    }
+    let mut user = key.user.clone();
+    match user.status.as_str() {
+        "active" => {}
+        "dormant" => {
+            // Coder reactivates dormant users on their next successful authentication.
+            if let Some(updated) = store::set_status(&state.pool, user.id, "active", now).await? {
+                user = updated;
+            }
+            state.auth_cache.evict_user(user.id);
+        }
+        other => {
+            return Err(ApiError::unauthorized(format!(
+            "User is not active (status = {other:?}). Contact an admin to reactivate your account."
+        )))
+        }
+    }
+    if let Some((last_used, expires_at)) =
+        keys::refresh(now, key.last_used, key.expires_at, key.lifetime_seconds)
+    {
+        sqlx::query(
+            "UPDATE api_keys SET last_used = $2, expires_at = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(last_used)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&state.pool)
+        .await?;
+        store::touch_last_seen(&state.pool, user.id, now).await?;
+        state.auth_cache.evict_user(user.id);
+    }
+    let org_roles: HashMap<Uuid, Vec<String>> = key.memberships.iter().cloned().collect();
+    let subject = Subject {
+        user_id: user.id,
+        site_roles: user.rbac_roles.clone(),
+        org_roles,
+    };
+    Ok(Auth {
+        user,
+        key_id: id.to_string(),
+        subject,
+    })
+}
+
+/// One query for the key, its user and the user's memberships.
+async fn load_key(state: &AppState, id: &str) -> Result<Option<CachedKey>, sqlx::Error> {
     let row: Option<KeyRow> = sqlx::query_as(
         "SELECT k.hashed_secret, k.last_used, k.expires_at, k.lifetime_seconds,
                 u.id, u.email, u.username, u.name, u.hashed_password, u.created_at, u.updated_at,
@@ -107,55 +180,12 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiErro
     .bind(id)
     .fetch_optional(&state.pool)
     .await?;
-    let row = row.ok_or_else(|| ApiError::unauthorized("API key is invalid."))?;
-    if !keys::secret_matches(secret, &row.hashed_secret) {
-        return Err(ApiError::unauthorized("API key secret is invalid."));
-    }
-    let now = state.clock.now();
-    if row.expires_at <= now {
-        return Err(ApiError::unauthorized(format!(
-            "API key expired at {:?}.",
-            row.expires_at.to_rfc3339()
-        )));
-    }
-    let mut user = row.user;
-    match user.status.as_str() {
-        "active" => {}
-        "dormant" => {
-            // Coder reactivates dormant users on their next successful authentication.
-            if let Some(updated) = store::set_status(&state.pool, user.id, "active", now).await? {
-                user = updated;
-            }
-        }
-        other => {
-            return Err(ApiError::unauthorized(format!(
-            "User is not active (status = {other:?}). Contact an admin to reactivate your account."
-        )))
-        }
-    }
-    if let Some((last_used, expires_at)) =
-        keys::refresh(now, row.last_used, row.expires_at, row.lifetime_seconds)
-    {
-        sqlx::query(
-            "UPDATE api_keys SET last_used = $2, expires_at = $3, updated_at = $4 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(last_used)
-        .bind(expires_at)
-        .bind(now)
-        .execute(&state.pool)
-        .await?;
-        store::touch_last_seen(&state.pool, user.id, now).await?;
-    }
-    let org_roles: HashMap<Uuid, Vec<String>> = row.memberships.0.into_iter().collect();
-    let subject = Subject {
-        user_id: user.id,
-        site_roles: user.rbac_roles.clone(),
-        org_roles,
-    };
-    Ok(Auth {
-        user,
-        key_id: id.to_string(),
-        subject,
-    })
+    Ok(row.map(|r| CachedKey {
+        hashed_secret: r.hashed_secret,
+        last_used: r.last_used,
+        expires_at: r.expires_at,
+        lifetime_seconds: r.lifetime_seconds,
+        user: r.user,
+        memberships: r.memberships.0,
+    }))
 }

@@ -2,6 +2,7 @@
 //! input rules, and the `/api/v2` route assembly. Domain handlers live in their own modules.
 
 pub mod auth;
+pub mod auth_cache;
 pub mod error;
 pub mod json;
 pub mod query;

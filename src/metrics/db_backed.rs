@@ -7,9 +7,10 @@
 //! [`MAX_AGE`]) is served while one background refresh runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -20,18 +21,18 @@ use crate::users::PREBUILDS_USER_ID;
 /// How stale the database-backed series may get.
 pub const MAX_AGE: Duration = Duration::from_secs(5);
 
-/// The database-backed series, kept already encoded in the text format: a scrape copies bytes
-/// instead of cloning and re-encoding thousands of series (agent series alone are one per agent).
+/// The database-backed series, kept already encoded in the text format: a scrape sends these bytes
+/// as they are instead of cloning and re-encoding thousands of series (one per agent, alone).
 #[derive(Default)]
 pub struct Cache {
-    text: Mutex<Option<(Instant, Arc<Vec<u8>>)>>,
+    text: Mutex<Option<(Instant, Bytes)>>,
     refreshing: AtomicBool,
 }
 
 impl Cache {
     /// The cached exposition text, computed first if there is none yet; a stale cache triggers one
     /// background refresh and is served meanwhile.
-    pub async fn text(&self, state: &AppState) -> Arc<Vec<u8>> {
+    pub async fn text(&self, state: &AppState) -> Bytes {
         let cached = self.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match cached {
             None => self.refresh(state).await,
@@ -50,20 +51,21 @@ impl Cache {
     }
 
     /// Recomputes every series now (tests use this to read exact values).
-    pub async fn refresh(&self, state: &AppState) -> Arc<Vec<u8>> {
-        let encoded = match collect(state).await {
-            Ok(families) => {
-                let mut out = Vec::with_capacity(64 * 1024);
-                prometheus::TextEncoder::new()
-                    .encode(&families, &mut out)
-                    .map(|_| out)
-                    .map_err(|e| e.to_string())
+    pub async fn refresh(&self, state: &AppState) -> Bytes {
+        let started = Instant::now();
+        let encoded = match fetch(state).await {
+            Ok(rows) => {
+                let fetched = started.elapsed();
+                let encoded = encode_in_background(rows).await;
+                tracing::debug!(target: "coderd.metrics", fetch_ms = fetched.as_secs_f64() * 1e3,
+                    encode_ms = (started.elapsed() - fetched).as_secs_f64() * 1e3,
+                    "refreshed database-backed metrics");
+                encoded
             }
             Err(err) => Err(err.to_string()),
         };
         match encoded {
             Ok(text) => {
-                let text = Arc::new(text);
                 *self.text.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some((Instant::now(), text.clone()));
                 text
@@ -80,6 +82,31 @@ impl Cache {
             }
         }
     }
+}
+
+/// Builds and encodes the series on a thread of its own at a low CPU priority: with thousands of
+/// agents this takes tens of milliseconds of CPU, which must neither hold a runtime worker nor
+/// delay the scrapes and API requests running meanwhile.
+async fn encode_in_background(rows: Rows) -> Result<Bytes, String> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("metrics-encode".into())
+        .spawn(move || {
+            // SAFETY: setpriority on the calling thread (`who` = 0) has no memory effects; on
+            // Linux the nice value is per thread. Failure only means normal priority.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            }
+            let families = build(rows);
+            let mut out = Vec::with_capacity(256 * 1024);
+            let encoded = prometheus::TextEncoder::new()
+                .encode(&families, &mut out)
+                .map(|_| Bytes::from(out))
+                .map_err(|e| e.to_string());
+            let _ = done.send(encoded);
+        })
+        .map_err(|e| e.to_string())?;
+    result.await.map_err(|e| e.to_string())?
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -129,23 +156,30 @@ struct AgentRow {
     connected: bool,
 }
 
-async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
-    let registry = Registry::new();
-    let pool = &state.pool;
+/// A preset's gauges, from the reconciler's snapshot and plan.
+struct PresetGauges {
+    labels: [String; 3],
+    desired: i64,
+    running: i64,
+    eligible: i64,
+    hard_limited: bool,
+}
 
+/// Everything the series are built from, read from the database and the pool.
+struct Rows {
+    counts: Vec<PrebuildCounts>,
+    replacements: Vec<Replacements>,
+    presets: Vec<PresetGauges>,
+    paused: bool,
+    now: i64,
+    jobs: Vec<(String, String, i64)>,
+    agents: Vec<AgentRow>,
+    pool: [i64; 3],
+}
+
+async fn fetch(state: &AppState) -> Result<Rows, sqlx::Error> {
+    let pool = &state.pool;
     // Prebuild counters: first builds initiated by the prebuilds user (as Coder counts them).
-    let created = counter(&registry, "coderd_prebuilt_workspaces_created_total",
-        "Total number of prebuilt workspaces that have been created to meet the desired instance count of each template preset.", PRESET_LABELS);
-    let failed = counter(
-        &registry,
-        "coderd_prebuilt_workspaces_failed_total",
-        "Total number of prebuilt workspaces that failed to build.",
-        PRESET_LABELS,
-    );
-    let claimed = counter(&registry, "coderd_prebuilt_workspaces_claimed_total",
-        "Total number of prebuilt workspaces which were claimed by users. Claiming refers to creating a workspace with a preset selected for which eligible prebuilt workspaces are available and one is reassigned to a user.", PRESET_LABELS);
-    let replaced = counter(&registry, "coderd_prebuilt_workspaces_resource_replacements_total",
-        "Total number of prebuilt workspaces whose resource(s) got replaced upon being claimed. In Terraform, drift on immutable attributes results in resource replacement. This represents a worst-case scenario for prebuilt workspaces because the pre-provisioned resource would have been recreated when claiming, thus obviating the point of pre-provisioning.", PRESET_LABELS);
     let counts: Vec<PrebuildCounts> = sqlx::query_as(
         "SELECT t.name AS template_name, p.name AS preset_name, o.name AS organization_name,
                 count(*) AS created,
@@ -163,22 +197,6 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
     .bind(PREBUILDS_USER_ID)
     .fetch_all(pool)
     .await?;
-    for c in &counts {
-        let l = [
-            c.template_name.as_str(),
-            c.preset_name.as_str(),
-            c.organization_name.as_str(),
-        ];
-        created
-            .with_label_values(&l)
-            .inc_by(c.created.max(0) as u64);
-        failed.with_label_values(&l).inc_by(c.failed.max(0) as u64);
-        claimed
-            .with_label_values(&l)
-            .inc_by(c.claimed.max(0) as u64);
-        // Every pool has a replacements series, 0 until a claim replaces something.
-        replaced.with_label_values(&l);
-    }
     let replacements: Vec<Replacements> = sqlx::query_as(
         "SELECT t.name AS template_name, p.name AS preset_name, o.name AS organization_name, count(*) AS count
          FROM prebuild_resource_replacements r
@@ -191,81 +209,39 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
     )
     .fetch_all(pool)
     .await?;
-    for r in &replacements {
-        replaced
-            .with_label_values(&[&r.template_name, &r.preset_name, &r.organization_name])
-            .inc_by(r.count.max(0) as u64);
-    }
 
     // Prebuild gauges: the reconciler's own snapshot and plan, active presets only.
-    let desired = gauge(
-        &registry,
-        "coderd_prebuilt_workspaces_desired",
-        "Target number of prebuilt workspaces that should be available for each template preset.",
-        PRESET_LABELS,
-    );
-    let running = gauge(&registry, "coderd_prebuilt_workspaces_running",
-        "Current number of prebuilt workspaces that are in a running state. These workspaces have started successfully but may not yet be claimable by users (see coderd_prebuilt_workspaces_eligible).", PRESET_LABELS);
-    let eligible = gauge(&registry, "coderd_prebuilt_workspaces_eligible",
-        "Current number of prebuilt workspaces that are eligible to be claimed by users. These are workspaces that have completed their build process with their agent reporting 'ready' status.", PRESET_LABELS);
-    let hard_limited = gauge(&registry, "coderd_prebuilt_workspaces_preset_hard_limited",
-        "Indicates whether a given preset has reached the hard failure limit (1 = hard-limited). Metric is omitted otherwise.", PRESET_LABELS);
     let cfg = reconciler::plan_config(state);
     let now = state.clock.now();
+    let mut presets = Vec::new();
     for p in snapshot::read(pool, None, now, &cfg).await? {
         let s = &p.snapshot;
         if !s.active || p.problem.is_some() {
             continue;
         }
         let plan = plan::plan_preset(s, now, &cfg);
-        let l = [
-            s.template_name.as_str(),
-            s.preset_name.as_str(),
-            s.organization_name.as_str(),
-        ];
-        desired.with_label_values(&l).set(i64::from(plan.desired));
-        running.with_label_values(&l).set(i64::from(plan.running));
-        eligible.with_label_values(&l).set(i64::from(plan.eligible));
-        if plan.hard_limited {
-            hard_limited.with_label_values(&l).set(1);
-        }
+        presets.push(PresetGauges {
+            labels: [
+                s.template_name.clone(),
+                s.preset_name.clone(),
+                s.organization_name.clone(),
+            ],
+            desired: i64::from(plan.desired),
+            running: i64::from(plan.running),
+            eligible: i64::from(plan.eligible),
+            hard_limited: plan.hard_limited,
+        });
     }
-    let paused = gauge(&registry, "coderd_prebuilt_workspaces_reconciliation_paused",
-        "Indicates whether prebuilds reconciliation is currently paused (1 = paused, 0 = not paused).", &[]);
-    paused.with_label_values::<&str>(&[]).set(i64::from(
-        reconciler::settings(pool).await?.reconciliation_paused,
-    ));
-    let updated = gauge(&registry, "coderd_prebuilt_workspaces_metrics_last_updated",
-        "The unix timestamp when the metrics related to prebuilt workspaces were last updated; these metrics are cached.", &[]);
-    updated.with_label_values::<&str>(&[]).set(now.timestamp());
+    let paused = reconciler::settings(pool).await?.reconciliation_paused;
 
     // The job queue, from the database (every replica's daemons share it).
-    let jobs = gauge(
-        &registry,
-        "coderd_provisioner_jobs",
-        "Provisioner jobs pending or running, by job type and status (all replicas).",
-        &["type", "status"],
-    );
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    let jobs: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT type, job_status, count(*) FROM provisioner_jobs
          WHERE started_at IS NULL AND canceled_at IS NULL OR started_at IS NOT NULL AND completed_at IS NULL
          GROUP BY 1, 2",
     )
     .fetch_all(pool)
     .await?;
-    // Every combination is always present (0 when idle), so dashboards and alerts see the series.
-    for kind in [
-        "template_version_import",
-        "workspace_build",
-        "template_version_dry_run",
-    ] {
-        for status in ["pending", "running"] {
-            jobs.with_label_values(&[kind, status]).set(0);
-        }
-    }
-    for (kind, status, n) in rows {
-        jobs.with_label_values(&[&kind, &status]).set(n);
-    }
 
     // Agents of every running workspace's latest build.
     let agents: Vec<AgentRow> = sqlx::query_as(
@@ -285,6 +261,111 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
     .bind(now - crate::workspaces::store::AGENT_INACTIVE_TIMEOUT)
     .fetch_all(pool)
     .await?;
+
+    let size = i64::from(state.pool.size());
+    let idle = i64::try_from(state.pool.num_idle()).unwrap_or(i64::MAX);
+    Ok(Rows {
+        counts,
+        replacements,
+        presets,
+        paused,
+        now: now.timestamp(),
+        jobs,
+        agents,
+        pool: [i64::from(state.config.postgres_conn_max_open), size, idle],
+    })
+}
+
+fn build(rows: Rows) -> Vec<MetricFamily> {
+    let registry = Registry::new();
+    let created = counter(&registry, "coderd_prebuilt_workspaces_created_total",
+        "Total number of prebuilt workspaces that have been created to meet the desired instance count of each template preset.", PRESET_LABELS);
+    let failed = counter(
+        &registry,
+        "coderd_prebuilt_workspaces_failed_total",
+        "Total number of prebuilt workspaces that failed to build.",
+        PRESET_LABELS,
+    );
+    let claimed = counter(&registry, "coderd_prebuilt_workspaces_claimed_total",
+        "Total number of prebuilt workspaces which were claimed by users. Claiming refers to creating a workspace with a preset selected for which eligible prebuilt workspaces are available and one is reassigned to a user.", PRESET_LABELS);
+    let replaced = counter(&registry, "coderd_prebuilt_workspaces_resource_replacements_total",
+        "Total number of prebuilt workspaces whose resource(s) got replaced upon being claimed. In Terraform, drift on immutable attributes results in resource replacement. This represents a worst-case scenario for prebuilt workspaces because the pre-provisioned resource would have been recreated when claiming, thus obviating the point of pre-provisioning.", PRESET_LABELS);
+    for c in &rows.counts {
+        let l = [
+            c.template_name.as_str(),
+            c.preset_name.as_str(),
+            c.organization_name.as_str(),
+        ];
+        created
+            .with_label_values(&l)
+            .inc_by(c.created.max(0) as u64);
+        failed.with_label_values(&l).inc_by(c.failed.max(0) as u64);
+        claimed
+            .with_label_values(&l)
+            .inc_by(c.claimed.max(0) as u64);
+        // Every pool has a replacements series, 0 until a claim replaces something.
+        replaced.with_label_values(&l);
+    }
+    for r in &rows.replacements {
+        replaced
+            .with_label_values(&[&r.template_name, &r.preset_name, &r.organization_name])
+            .inc_by(r.count.max(0) as u64);
+    }
+
+    let desired = gauge(
+        &registry,
+        "coderd_prebuilt_workspaces_desired",
+        "Target number of prebuilt workspaces that should be available for each template preset.",
+        PRESET_LABELS,
+    );
+    let running = gauge(&registry, "coderd_prebuilt_workspaces_running",
+        "Current number of prebuilt workspaces that are in a running state. These workspaces have started successfully but may not yet be claimable by users (see coderd_prebuilt_workspaces_eligible).", PRESET_LABELS);
+    let eligible = gauge(&registry, "coderd_prebuilt_workspaces_eligible",
+        "Current number of prebuilt workspaces that are eligible to be claimed by users. These are workspaces that have completed their build process with their agent reporting 'ready' status.", PRESET_LABELS);
+    let hard_limited = gauge(&registry, "coderd_prebuilt_workspaces_preset_hard_limited",
+        "Indicates whether a given preset has reached the hard failure limit (1 = hard-limited). Metric is omitted otherwise.", PRESET_LABELS);
+    for p in &rows.presets {
+        let l = [
+            p.labels[0].as_str(),
+            p.labels[1].as_str(),
+            p.labels[2].as_str(),
+        ];
+        desired.with_label_values(&l).set(p.desired);
+        running.with_label_values(&l).set(p.running);
+        eligible.with_label_values(&l).set(p.eligible);
+        if p.hard_limited {
+            hard_limited.with_label_values(&l).set(1);
+        }
+    }
+    let paused = gauge(&registry, "coderd_prebuilt_workspaces_reconciliation_paused",
+        "Indicates whether prebuilds reconciliation is currently paused (1 = paused, 0 = not paused).", &[]);
+    paused
+        .with_label_values::<&str>(&[])
+        .set(i64::from(rows.paused));
+    let updated = gauge(&registry, "coderd_prebuilt_workspaces_metrics_last_updated",
+        "The unix timestamp when the metrics related to prebuilt workspaces were last updated; these metrics are cached.", &[]);
+    updated.with_label_values::<&str>(&[]).set(rows.now);
+
+    let jobs = gauge(
+        &registry,
+        "coderd_provisioner_jobs",
+        "Provisioner jobs pending or running, by job type and status (all replicas).",
+        &["type", "status"],
+    );
+    // Every combination is always present (0 when idle), so dashboards and alerts see the series.
+    for kind in [
+        "template_version_import",
+        "workspace_build",
+        "template_version_dry_run",
+    ] {
+        for status in ["pending", "running"] {
+            jobs.with_label_values(&[kind, status]).set(0);
+        }
+    }
+    for (kind, status, n) in &rows.jobs {
+        jobs.with_label_values(&[kind, status]).set(*n);
+    }
+
     let up = gauge(
         &registry,
         "coderd_agents_up",
@@ -328,7 +409,7 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
     ] {
         lifecycle.with_label_values(&[state]).set(0);
     }
-    for a in &agents {
+    for a in &rows.agents {
         let status = if a.connected {
             "connected"
         } else {
@@ -357,13 +438,12 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
     }
 
     // The replica's connection pool (Go's database/sql collector names, as Coder exports them).
-    let size = i64::from(state.pool.size());
-    let idle = i64::try_from(state.pool.num_idle()).unwrap_or(i64::MAX);
+    let [max_open, size, idle] = rows.pool;
     for (name, help, value) in [
         (
             "go_sql_max_open_connections",
             "Maximum number of open connections to the database.",
-            i64::from(state.config.postgres_conn_max_open),
+            max_open,
         ),
         (
             "go_sql_open_connections",
@@ -385,5 +465,5 @@ async fn collect(state: &AppState) -> Result<Vec<MetricFamily>, sqlx::Error> {
             .with_label_values(&[""])
             .set(value);
     }
-    Ok(registry.gather())
+    registry.gather()
 }

@@ -3,12 +3,14 @@
 
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::Bytes;
 use prometheus::Encoder;
 
 use crate::app::AppState;
@@ -43,23 +45,34 @@ pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> 
     resp
 }
 
-/// Every series in the text exposition format.
-pub async fn render(state: &AppState) -> Result<Vec<u8>, prometheus::Error> {
-    // In-process families (small) encoded now, then the cached database-backed text; the two sets
-    // of names are disjoint, so the concatenation is one valid exposition.
+/// Every series in the text exposition format, in two parts: the in-process families (small)
+/// encoded now, then the cached database-backed text. The two sets of names are disjoint, so the
+/// concatenation is one valid exposition.
+pub async fn render_parts(state: &AppState) -> Result<[Bytes; 2], prometheus::Error> {
     let db_text = state.metrics.db_cache.text(state).await;
     let mut families = state.metrics.registry.gather();
     families.extend(state.metrics.agent_stats.gather());
     families.sort_by(|a, b| a.name().cmp(b.name()));
-    let mut out = Vec::with_capacity(16 * 1024 + db_text.len());
+    let mut out = Vec::with_capacity(16 * 1024);
     prometheus::TextEncoder::new().encode(&families, &mut out)?;
-    out.extend_from_slice(&db_text);
-    Ok(out)
+    Ok([Bytes::from(out), db_text])
+}
+
+/// Every series in the text exposition format, as one buffer.
+pub async fn render(state: &AppState) -> Result<Vec<u8>, prometheus::Error> {
+    Ok(render_parts(state).await?.concat())
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    match render(&state).await {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+    match render_parts(&state).await {
+        // The cached part (megabytes with thousands of agents) goes out without being copied.
+        Ok(parts) => (
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            Body::from_stream(futures::stream::iter(
+                parts.map(Ok::<_, std::convert::Infallible>),
+            )),
+        )
+            .into_response(),
         Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
     }
 }

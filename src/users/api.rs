@@ -403,6 +403,7 @@ async fn login(
         }
         "dormant" => {
             store::set_status(&state.pool, user.id, "active", now).await?;
+            state.auth_cache.evict_user(user.id);
         }
         _ => {}
     }
@@ -420,6 +421,7 @@ async fn login(
     )
     .await?;
     store::touch_last_seen(&state.pool, user.id, now).await?;
+    state.auth_cache.evict_user(user.id);
     let mut resp = created(LoginWithPasswordResponse {
         session_token: token.clone(),
     });
@@ -441,6 +443,7 @@ async fn login(
 )]
 async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Response> {
     keys::delete(&state.pool, &auth.key_id).await?;
+    state.auth_cache.evict_key(&auth.key_id);
     let mut resp = ok(MessageResponse::new("Logged out!"));
     resp.headers_mut()
         .insert(header::SET_COOKIE, session_cookie("", 0));
@@ -832,6 +835,7 @@ async fn put_roles(
     let updated = store::set_roles(&state.pool, row.id, &roles, state.clock.now())
         .await?
         .ok_or_else(ApiError::not_found)?;
+    state.auth_cache.evict_user(row.id);
     Ok(ok(to_user_json(&state, updated).await?))
 }
 
@@ -857,6 +861,7 @@ async fn set_status(
     let updated = store::set_status(&state.pool, row.id, status, state.clock.now())
         .await?
         .ok_or_else(ApiError::not_found)?;
+    state.auth_cache.evict_user(row.id);
     Ok(ok(to_user_json(&state, updated).await?))
 }
 

@@ -412,3 +412,103 @@ async fn list_users_search_and_pagination() {
     assert_eq!(resp.status, 400);
     assert_eq!(resp.error().validations[0].field, "status");
 }
+
+/// Keys are cached per replica for a few seconds, so `/users/me` costs no query; every change that
+/// affects authentication must still take effect at once on this replica and within moments
+/// (LISTEN/NOTIFY, far below the cache's 5 s lifetime) on the others.
+#[tokio::test]
+async fn cached_keys_follow_suspension_roles_and_logout_on_every_replica() {
+    use coder::api::auth_cache::TTL;
+    use std::time::{Duration as StdDuration, Instant};
+
+    let a = TestApp::new().await;
+    let b = a.replica(|_| {}).await;
+    let owner = a.owner().await;
+    let (alice, alice_id) = a.user(&owner, "alice", &[]).await;
+    let key_id = alice.token().split('-').next().unwrap().to_string();
+    let on_b = b.client().with_token(alice.token());
+
+    // Waits until `b`'s listener is connected, so its cache is in use.
+    let start = Instant::now();
+    loop {
+        assert_eq!(alice.get("/api/v2/users/me").await.status, 200);
+        assert_eq!(on_b.get("/api/v2/users/me").await.status, 200);
+        if a.state.auth_cache.get(&key_id).is_some() && b.state.auth_cache.get(&key_id).is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < StdDuration::from_secs(10),
+            "keys never cached"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+
+    // A role granted on `a` shows on `b` (the cached user had none).
+    let resp = owner
+        .put(
+            &format!("/api/v2/users/{alice_id}/roles"),
+            &json!({"roles": ["user-admin"]}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        a.state.auth_cache.get(&key_id).is_none(),
+        "evicted at once where it changed"
+    );
+    let start = Instant::now();
+    loop {
+        let me: serde_json::Value = on_b.get("/api/v2/users/me").await.json();
+        if me["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "user-admin")
+        {
+            break;
+        }
+        assert!(start.elapsed() < TTL / 5, "role not seen on b: {me}");
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+
+    // Suspension on `a`: refused at once there, within moments on `b`.
+    let resp = owner
+        .put(
+            &format!("/api/v2/users/{alice_id}/status/suspend"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(alice.get("/api/v2/users/me").await.status, 401);
+    let start = Instant::now();
+    while on_b.get("/api/v2/users/me").await.status != 401 {
+        assert!(
+            start.elapsed() < TTL / 5,
+            "suspended user still served by b"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    let resp = owner
+        .put(
+            &format!("/api/v2/users/{alice_id}/status/activate"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+
+    // Logout on `b`: the key is gone on `a` too.
+    assert_eq!(on_b.get("/api/v2/users/me").await.status, 200);
+    assert_eq!(alice.get("/api/v2/users/me").await.status, 200);
+    assert_eq!(
+        on_b.post("/api/v2/users/logout", &json!({})).await.status,
+        200
+    );
+    assert_eq!(on_b.get("/api/v2/users/me").await.status, 401);
+    let start = Instant::now();
+    while alice.get("/api/v2/users/me").await.status != 401 {
+        assert!(
+            start.elapsed() < TTL / 5,
+            "logged-out key still accepted by a"
+        );
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+}
