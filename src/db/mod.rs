@@ -17,7 +17,12 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. Connection attempts are bounded so a database outage turns into 503s, not hangs.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options = PgConnectOptions::from_str(url)?.application_name("coderd");
+    let options = PgConnectOptions::from_str(url)?
+        .application_name("coderd")
+        // Every statement is prepared once per connection and run many times with different ids;
+        // PostgreSQL would otherwise keep re-planning some of them on every execution (the
+        // create path's checks: ~1 ms of planning for 0.1 ms of execution).
+        .options([("plan_cache_mode", "force_generic_plan")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)

@@ -156,20 +156,14 @@ struct AgentRow {
     connected: bool,
 }
 
-/// A preset's gauges, from the reconciler's snapshot and plan.
-struct PresetGauges {
-    labels: [String; 3],
-    desired: i64,
-    running: i64,
-    eligible: i64,
-    hard_limited: bool,
-}
-
 /// Everything the series are built from, read from the database and the pool.
 struct Rows {
     counts: Vec<PrebuildCounts>,
     replacements: Vec<Replacements>,
-    presets: Vec<PresetGauges>,
+    /// The reconciler's snapshot rows, assembled and planned off the runtime.
+    snapshot: (Vec<snapshot::PresetRow>, Vec<snapshot::PrebuildRow>),
+    plan_config: plan::PlanConfig,
+    plan_now: chrono::DateTime<chrono::Utc>,
     paused: bool,
     now: i64,
     jobs: Vec<(String, String, i64)>,
@@ -210,28 +204,9 @@ async fn fetch(state: &AppState) -> Result<Rows, sqlx::Error> {
     .fetch_all(pool)
     .await?;
 
-    // Prebuild gauges: the reconciler's own snapshot and plan, active presets only.
-    let cfg = reconciler::plan_config(state);
+    // Prebuild gauges: the reconciler's own snapshot (and, in `build`, its plan).
     let now = state.clock.now();
-    let mut presets = Vec::new();
-    for p in snapshot::read(pool, None, now, &cfg).await? {
-        let s = &p.snapshot;
-        if !s.active || p.problem.is_some() {
-            continue;
-        }
-        let plan = plan::plan_preset(s, now, &cfg);
-        presets.push(PresetGauges {
-            labels: [
-                s.template_name.clone(),
-                s.preset_name.clone(),
-                s.organization_name.clone(),
-            ],
-            desired: i64::from(plan.desired),
-            running: i64::from(plan.running),
-            eligible: i64::from(plan.eligible),
-            hard_limited: plan.hard_limited,
-        });
-    }
+    let snapshot = snapshot::read_rows(pool, None).await?;
     let paused = reconciler::settings(pool).await?.reconciliation_paused;
 
     // The job queue, from the database (every replica's daemons share it).
@@ -267,7 +242,9 @@ async fn fetch(state: &AppState) -> Result<Rows, sqlx::Error> {
     Ok(Rows {
         counts,
         replacements,
-        presets,
+        snapshot,
+        plan_config: reconciler::plan_config(state),
+        plan_now: now,
         paused,
         now: now.timestamp(),
         jobs,
@@ -324,16 +301,24 @@ fn build(rows: Rows) -> Vec<MetricFamily> {
         "Current number of prebuilt workspaces that are eligible to be claimed by users. These are workspaces that have completed their build process with their agent reporting 'ready' status.", PRESET_LABELS);
     let hard_limited = gauge(&registry, "coderd_prebuilt_workspaces_preset_hard_limited",
         "Indicates whether a given preset has reached the hard failure limit (1 = hard-limited). Metric is omitted otherwise.", PRESET_LABELS);
-    for p in &rows.presets {
+    let (presets, prebuilds) = rows.snapshot;
+    let (now, cfg) = (rows.plan_now, rows.plan_config);
+    // Active presets only, as the reconciler sees them.
+    for p in snapshot::assemble(presets, &prebuilds, now, &cfg) {
+        let s = &p.snapshot;
+        if !s.active || p.problem.is_some() {
+            continue;
+        }
+        let plan = plan::plan_preset(s, now, &cfg);
         let l = [
-            p.labels[0].as_str(),
-            p.labels[1].as_str(),
-            p.labels[2].as_str(),
+            s.template_name.as_str(),
+            s.preset_name.as_str(),
+            s.organization_name.as_str(),
         ];
-        desired.with_label_values(&l).set(p.desired);
-        running.with_label_values(&l).set(p.running);
-        eligible.with_label_values(&l).set(p.eligible);
-        if p.hard_limited {
+        desired.with_label_values(&l).set(i64::from(plan.desired));
+        running.with_label_values(&l).set(i64::from(plan.running));
+        eligible.with_label_values(&l).set(i64::from(plan.eligible));
+        if plan.hard_limited {
             hard_limited.with_label_values(&l).set(1);
         }
     }

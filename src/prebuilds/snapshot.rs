@@ -130,15 +130,29 @@ pub async fn read(
     now: DateTime<Utc>,
     cfg: &PlanConfig,
 ) -> Result<Vec<PresetState>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    // JIT compilation costs more than these queries save from it (measured: ~30 ms per plan).
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
-    let (presets, prebuilds) = load(&mut tx, template).await?;
-    tx.commit().await?;
+    let (presets, prebuilds) = read_rows(pool, template).await?;
     Ok(assemble(presets, &prebuilds, now, cfg))
+}
+
+/// The rows of a consistent snapshot, for callers that assemble them elsewhere.
+pub async fn read_rows(
+    pool: &sqlx::PgPool,
+    template: Option<Uuid>,
+) -> Result<(Vec<PresetRow>, Vec<PrebuildRow>), sqlx::Error> {
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    // JIT compilation costs more than these queries save from it (measured: ~30 ms per plan). The
+    // pool's connections use generic plans; these two run rarely, scan whole tables, and are
+    // planned for their actual parameters instead.
+    sqlx::query(
+        "SELECT set_config('jit', 'off', true), set_config('plan_cache_mode', 'auto', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let rows = load(&mut tx, template).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 fn failed(status: &str) -> bool {
