@@ -4,12 +4,13 @@
 //! 1. Claim path: 50 sequential creates with the pool preset of an echo template whose pool of 50
 //!    prebuilds is running with every agent `ready` (the benchmark reports `ready` for the echo agents
 //!    over the agent API with their tokens, read from the database). Create round trip p50/p99, and
-//!    create → running of the claim build (watch stream).
+//!    create → running of the claim build (watch stream). 10 unmeasured claim creates warm the
+//!    server's pooled connections first (the raw transaction below gets a warm-up too).
 //! 2. Fresh path: 50 sequential creates with a preset of the same template without a pool (always a fresh
 //!    build). Create round trip p50/p99, create → running p50.
 //! 3. The claim transaction alone, run raw with sqlx on a refilled ready pool: BEGIN; the claim UPDATE
-//!    (mirrors the claim in `src/workspaces/create.rs`); the `prebuild_claims` INSERT; COMMIT. It skips the claim build
-//!    the server inserts in the same transaction. EXPLAIN ANALYZE of the claim statement.
+//!    (mirrors the claim in `src/workspaces/create.rs`); the `prebuild_claims` INSERT; COMMIT. It skips the claim build and
+//!    job the server inserts in the same statement. EXPLAIN ANALYZE of the claim statement.
 //! 4. Where the claim create's time goes: a few more claim creates with PostgreSQL statement logging on;
 //!    every statement logged between two markers around each request.
 //! 5. Time to `ready` on the local runtime (`terraform` provisioner, real `coder agent` processes) with
@@ -678,6 +679,9 @@ fn median_ms(samples: &[Duration]) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Claim creates before the measured ones (see the claim path's warm-up).
+const WARMUP_CLAIMS: usize = 10;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -767,6 +771,13 @@ async fn main() {
         l.len() == 1 && l.iter().all(running_and_ready)
     })
     .await;
+    // Warm-up, as the raw transaction gets one: the server's pooled connections prepare the create
+    // path's statements on first use. 10 claim creates, not measured, then the pool is refilled.
+    refill_echo_pool(&owner, &mut db, &echo, "echo pool (warm-up)").await;
+    for i in 0..WARMUP_CLAIMS {
+        let (_, w) = create(&alice, &echo, &echo_pool, &format!("warmup-{i}")).await;
+        wait_running(&alice, w["id"].as_str().expect("id")).await;
+    }
     let pool = refill_echo_pool(&owner, &mut db, &echo, "echo pool").await;
     let (mut claim_create, mut claim_running, mut claimed) = (Vec::new(), Vec::new(), 0);
     for i in 0..POOL {
