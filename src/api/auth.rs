@@ -97,23 +97,23 @@ impl FromRequestParts<AppState> for Auth {
 
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Auth, ApiError> {
     let (id, secret) = keys::split_token(token).map_err(ApiError::unauthorized)?;
+    let invalid_secret = || ApiError::unauthorized("API key secret is invalid.");
     let key = match state.auth_cache.get(id) {
-        Some(key) => key,
+        Some(key) if keys::secret_matches(secret, &key.hashed_secret) => key,
+        Some(_) => return Err(invalid_secret()),
         None => {
             let generation = state.auth_cache.generation();
             let key = load_key(state, id)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("API key is invalid."))?;
             // Only a key with the right secret is worth keeping.
-            if keys::secret_matches(secret, &key.hashed_secret) {
-                state.auth_cache.put(id, key.clone(), generation);
+            if !keys::secret_matches(secret, &key.hashed_secret) {
+                return Err(invalid_secret());
             }
+            state.auth_cache.put(id, key.clone(), generation);
             Arc::new(key)
         }
     };
-    if !keys::secret_matches(secret, &key.hashed_secret) {
-        return Err(ApiError::unauthorized("API key secret is invalid."));
-    }
     let now = state.clock.now();
     if key.expires_at <= now {
         return Err(ApiError::unauthorized(format!(

@@ -455,20 +455,15 @@ async fn cached_keys_follow_suspension_roles_and_logout_on_every_replica() {
         a.state.auth_cache.get(&key_id).is_none(),
         "evicted at once where it changed"
     );
-    let start = Instant::now();
-    loop {
+    eventually(TTL / 5, "role seen on b", || async {
         let me: serde_json::Value = on_b.get("/api/v2/users/me").await.json();
-        if me["roles"]
+        me["roles"]
             .as_array()
             .unwrap()
             .iter()
             .any(|r| r["name"] == "user-admin")
-        {
-            break;
-        }
-        assert!(start.elapsed() < TTL / 5, "role not seen on b: {me}");
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
+    })
+    .await;
 
     // Suspension on `a`: refused at once there, within moments on `b`.
     let resp = owner
@@ -479,14 +474,10 @@ async fn cached_keys_follow_suspension_roles_and_logout_on_every_replica() {
         .await;
     assert_eq!(resp.status, 200);
     assert_eq!(alice.get("/api/v2/users/me").await.status, 401);
-    let start = Instant::now();
-    while on_b.get("/api/v2/users/me").await.status != 401 {
-        assert!(
-            start.elapsed() < TTL / 5,
-            "suspended user still served by b"
-        );
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
+    eventually(TTL / 5, "suspended user refused by b", || async {
+        on_b.get("/api/v2/users/me").await.status == 401
+    })
+    .await;
     let resp = owner
         .put(
             &format!("/api/v2/users/{alice_id}/status/activate"),
@@ -503,12 +494,21 @@ async fn cached_keys_follow_suspension_roles_and_logout_on_every_replica() {
         200
     );
     assert_eq!(on_b.get("/api/v2/users/me").await.status, 401);
-    let start = Instant::now();
-    while alice.get("/api/v2/users/me").await.status != 401 {
-        assert!(
-            start.elapsed() < TTL / 5,
-            "logged-out key still accepted by a"
-        );
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    eventually(TTL / 5, "logged-out key refused by a", || async {
+        alice.get("/api/v2/users/me").await.status == 401
+    })
+    .await;
+}
+
+/// Polls `check` every 5 ms until it holds; fails if it does not within `within`.
+async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
