@@ -4,6 +4,8 @@
 //!    and a stats heartbeat every 10 s, for a measured period; latency percentiles, errors, server RSS.
 //!
 //! Usage: bench_workspaces <coder-binary> [agents=2000] [seconds=60]
+//! `agents` 0 skips the agent-load phase. With `CODER_PG_CONNECTION_URL` set, the server uses that database
+//! (e.g. one with `pg_stat_statements`) instead of the built-in PostgreSQL.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -261,6 +263,11 @@ async fn main() {
         percentile(&lat, 0.99)
     );
 
+    if agents == 0 {
+        drop(server);
+        return;
+    }
+
     // 2. Agent load: create the remaining workspaces, collect their agent tokens.
     let created = 200;
     let mut remaining = agents.saturating_sub(created);
@@ -291,15 +298,18 @@ async fn main() {
         batch += 1;
     }
     // Agent tokens come from the database (as an operator's load test would read them).
-    let pg_url = String::from_utf8(
-        Command::new(&bin)
-            .args(["server", "postgres-builtin-url", "--raw-url"])
-            .env("CODER_CACHE_DIRECTORY", dir.path())
-            .output()
-            .expect("postgres url")
-            .stdout,
-    )
-    .expect("utf8");
+    let pg_url = match std::env::var("CODER_PG_CONNECTION_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => String::from_utf8(
+            Command::new(&bin)
+                .args(["server", "postgres-builtin-url", "--raw-url"])
+                .env("CODER_CACHE_DIRECTORY", dir.path())
+                .output()
+                .expect("postgres url")
+                .stdout,
+        )
+        .expect("utf8"),
+    };
     let pool = sqlx::PgPool::connect(pg_url.trim()).await.expect("db");
     let tokens: Vec<uuid::Uuid> = loop {
         let t: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT auth_token FROM workspace_agents")

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
+use sqlx::Postgres;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -27,10 +29,14 @@ pub fn start(state: AppState, count: u32, shutdown: CancellationToken) -> Vec<Jo
     ];
     for n in 0..count {
         let worker = Uuid::new_v4();
+        // Idle daemons keep a connection (up to a third of the pool), so the builds a burst of
+        // requests queues do not wait for the pool behind those very requests.
+        let keep_idle = (n + 1) * 3 <= state.config.postgres_conn_max_open;
         tracing::info!(target: "coderd.provisionerd", daemon = n, worker = %worker, "starting built-in provisioner daemon");
         handles.push(tokio::spawn(run_daemon(
             state.clone(),
             worker,
+            keep_idle,
             wake.clone(),
             shutdown.clone(),
         )));
@@ -84,26 +90,28 @@ async fn detect_stale(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn run_daemon(state: AppState, worker: Uuid, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn run_daemon(
+    state: AppState,
+    worker: Uuid,
+    keep_idle: bool,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let poll = state.config.provisioner_daemon_poll_interval;
+    // The connection jobs are taken and builds run on; kept from one job to the next (and while idle
+    // with `keep_idle`), dropped after an error.
+    let mut held = None;
     loop {
         // Register interest before looking, so a job posted in between still wakes us.
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let acquired = jobs::acquire(
-            &state.pool,
-            worker,
-            &[TYPE_TEMPLATE_VERSION_IMPORT, TYPE_WORKSPACE_BUILD],
-            state.clock.now(),
-        )
-        .await;
-        match acquired {
-            Ok(Some(job)) => {
-                run_job(&state, worker, job).await;
+        match acquire(&state, worker, held.take()).await {
+            Ok((Some(job), conn)) => {
+                held = run_job(&state, worker, job, conn).await;
                 continue;
             }
-            Ok(None) => {}
+            Ok((None, conn)) => held = keep_idle.then_some(conn),
             Err(err) => {
                 tracing::warn!(target: "coderd.provisionerd", error = %err, "acquire job");
             }
@@ -112,11 +120,42 @@ async fn run_daemon(state: AppState, worker: Uuid, wake: Arc<Notify>, shutdown: 
             _ = shutdown.cancelled() => return,
             _ = &mut notified => {}
             _ = tokio::time::sleep(poll) => {}
+            // Closing the pool waits for every connection to come back.
+            _ = state.pool.close_event(), if held.is_some() => held = None,
         }
     }
 }
 
-async fn run_job(state: &AppState, worker: Uuid, job: JobRow) {
+/// Takes the next job on `held` (or a pooled connection) and returns the connection with it: a build
+/// runs on it, so it waits for the pool once. A held connection that fails (e.g. it was closed while
+/// idle) is dropped and the job taken on a pooled one; so is one of a pool that is closing.
+async fn acquire(
+    state: &AppState,
+    worker: Uuid,
+    held: Option<PoolConnection<Postgres>>,
+) -> Result<(Option<JobRow>, PoolConnection<Postgres>), sqlx::Error> {
+    let now = state.clock.now();
+    let types = [TYPE_TEMPLATE_VERSION_IMPORT, TYPE_WORKSPACE_BUILD];
+    if let Some(mut conn) = held.filter(|_| !state.pool.is_closed()) {
+        match jobs::acquire(&mut *conn, worker, &types, now).await {
+            Ok(job) => return Ok((job, conn)),
+            Err(err) => {
+                tracing::debug!(target: "coderd.provisionerd", error = %err, "acquire job on the kept connection; retrying on a new one")
+            }
+        }
+    }
+    let mut conn = state.pool.acquire().await?;
+    let job = jobs::acquire(&mut *conn, worker, &types, now).await?;
+    Ok((job, conn))
+}
+
+/// Runs a job; returns the connection for the next one when the job ran without an internal error.
+async fn run_job(
+    state: &AppState,
+    worker: Uuid,
+    job: JobRow,
+    mut conn: PoolConnection<Postgres>,
+) -> Option<PoolConnection<Postgres>> {
     tracing::debug!(target: "coderd.provisionerd", job = %job.id, r#type = %job.r#type, "running job");
     let heartbeat = {
         let state = state.clone();
@@ -140,28 +179,54 @@ async fn run_job(state: &AppState, worker: Uuid, job: JobRow) {
         .provisioner_jobs_current
         .with_label_values(&[&job.provisioner]);
     current.inc();
-    let result = match job.r#type.as_str() {
-        TYPE_TEMPLATE_VERSION_IMPORT => crate::templates::import::run(state, worker, &job).await,
-        TYPE_WORKSPACE_BUILD => super::build::run(state, worker, &job).await,
+    // Builds report the status they left the job in, saving a read; other jobs are read back.
+    let (result, conn) = match job.r#type.as_str() {
+        TYPE_TEMPLATE_VERSION_IMPORT => {
+            drop(conn);
+            let result = crate::templates::import::run(state, worker, &job).await;
+            (result.map(|()| None), None)
+        }
+        TYPE_WORKSPACE_BUILD => (
+            super::build::run(state, &mut conn, worker, &job).await,
+            Some(conn),
+        ),
         other => {
             let msg = format!("unsupported job type {other:?}");
-            jobs::complete(&state.pool, job.id, worker, Some(&msg), state.clock.now())
-                .await
-                .map(|_| ())
+            let done = jobs::complete(&mut *conn, job.id, worker, Some(&msg), state.clock.now());
+            (done.await.map(|done| done.then_some("failed")), Some(conn))
         }
     };
     heartbeat.abort();
     current.dec();
-    if let Err(err) = result {
-        tracing::error!(target: "coderd.provisionerd", job = %job.id, error = %err, "job failed with an internal error");
-        let msg = format!("internal error: {err}");
-        let _ = jobs::complete(&state.pool, job.id, worker, Some(&msg), state.clock.now()).await;
-    }
-    if let Ok(Some(done)) = jobs::get(&state.pool, job.id).await {
-        state
-            .metrics
-            .provisioner_job_timings
-            .with_label_values(&[&job.provisioner, &done.job_status])
-            .observe(started.elapsed().as_secs_f64());
-    }
+    let (status, mut conn) = match result {
+        Ok(status) => (status, conn),
+        Err(err) => {
+            tracing::error!(target: "coderd.provisionerd", job = %job.id, error = %err, "job failed with an internal error");
+            // The connection may be what failed: record the failure on another one.
+            drop(conn);
+            let msg = format!("internal error: {err}");
+            let now = state.clock.now();
+            let done = jobs::complete(&state.pool, job.id, worker, Some(&msg), now).await;
+            (matches!(done, Ok(true)).then_some("failed"), None)
+        }
+    };
+    let status = match status {
+        Some(status) => status.to_string(),
+        None => {
+            let done = match conn.as_mut() {
+                Some(conn) => jobs::get(&mut **conn, job.id).await,
+                None => jobs::get(&state.pool, job.id).await,
+            };
+            match done {
+                Ok(Some(done)) => done.job_status,
+                _ => return conn,
+            }
+        }
+    };
+    state
+        .metrics
+        .provisioner_job_timings
+        .with_label_values(&[&job.provisioner, &status])
+        .observe(started.elapsed().as_secs_f64());
+    conn
 }

@@ -76,10 +76,10 @@ fn workspace_object(w: &WorkspaceRow) -> Object {
 
 pub(super) async fn assemble_one(state: &AppState, row: WorkspaceRow) -> ApiResult<Workspace> {
     let mut conn = state.pool.acquire().await?;
-    store::assemble(&mut conn, vec![row], state.clock.now())
-        .await?
-        .pop()
-        .ok_or_else(ApiError::not_found)
+    let mut tx = store::snapshot(&mut conn).await?;
+    let mut list = store::assemble(&mut tx, vec![row], state.clock.now()).await?;
+    tx.commit().await?;
+    list.pop().ok_or_else(ApiError::not_found)
 }
 
 /// Loads a workspace the caller may `action` (404 when it may not even read it).
@@ -435,7 +435,9 @@ async fn list_workspaces(
                 .bind(filter.dormant)
         };
     }
-    let mut conn = state.pool.acquire().await?;
+    let mut pooled = state.pool.acquire().await?;
+    // The count, the page and the workspaces' builds from one snapshot.
+    let mut conn = store::snapshot(&mut pooled).await?;
     let count_sql = format!("SELECT count(*) {from_where}");
     let count: i64 = bind_filter!(sqlx::query_scalar(&count_sql))
         .fetch_one(&mut *conn)
@@ -451,6 +453,7 @@ async fn list_workspaces(
         .await?;
     let workspace_rows = store::workspace_rows(&mut conn, &ids).await?;
     let workspaces = store::assemble(&mut conn, workspace_rows, state.clock.now()).await?;
+    conn.commit().await?;
     Ok(ok(WorkspacesResponse { workspaces, count }))
 }
 
@@ -672,11 +675,11 @@ async fn list_builds(
     let page = Pagination::from_query(&q)?;
     let ws = load_workspace(&state, &auth, &id, Action::Read, true).await?;
     let mut conn = state.pool.acquire().await?;
-    let ids =
-        store::build_ids_of_workspace(&mut conn, ws.id, page.sql_limit(), page.offset).await?;
-    Ok(ok(
-        store::load_builds(&mut conn, &ids, state.clock.now()).await?
-    ))
+    let mut tx = store::snapshot(&mut conn).await?;
+    let ids = store::build_ids_of_workspace(&mut tx, ws.id, page.sql_limit(), page.offset).await?;
+    let builds = store::load_builds(&mut tx, &ids, state.clock.now()).await?;
+    tx.commit().await?;
+    Ok(ok(builds))
 }
 
 /// Loads a build and checks the caller may `action` its workspace.
@@ -688,11 +691,13 @@ async fn load_build(
 ) -> ApiResult<(WorkspaceBuild, WorkspaceRow)> {
     let id = parse_uuid(id)?;
     let mut conn = state.pool.acquire().await?;
-    let build = store::load_builds(&mut conn, &[id], state.clock.now())
+    let mut tx = store::snapshot(&mut conn).await?;
+    let build = store::load_builds(&mut tx, &[id], state.clock.now())
         .await?
-        .pop()
-        .ok_or_else(ApiError::not_found)?;
+        .pop();
+    tx.commit().await?;
     drop(conn);
+    let build = build.ok_or_else(ApiError::not_found)?;
     let ws = load_workspace(state, auth, &build.workspace_id.to_string(), action, true).await?;
     Ok((build, ws))
 }

@@ -390,6 +390,16 @@ pub async fn resources_of_jobs(
     Ok(out)
 }
 
+/// Opens a read-only snapshot for reads that take several statements: under READ COMMITTED a build that
+/// completes between them would show its new status with its old cost or resources.
+pub async fn snapshot(
+    conn: &mut PgConnection,
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    use sqlx::Connection;
+    conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+}
+
 /// Builds' JSON, in the order of `ids`.
 pub async fn load_builds(
     conn: &mut PgConnection,

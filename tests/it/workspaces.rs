@@ -637,10 +637,8 @@ async fn a_dead_daemons_job_is_failed_and_the_workspace_not_stuck() {
     );
 }
 
-#[tokio::test]
-async fn quota_limits_start_builds() {
-    let app = TestApp::new().await;
-    let owner = app.owner().await;
+/// A template whose one resource costs 5 credits a day (with a `size = large` metadata item).
+async fn costly_template(owner: &Client) -> String {
     let tf = r#"
 resource "null_resource" "box" {}
 resource "coder_metadata" "box" {
@@ -652,9 +650,9 @@ resource "coder_metadata" "box" {
   }
 }
 "#;
-    let file = upload(&owner, tar_of_main_tf(tf)).await;
-    let v = create_version(&owner, file, None).await;
-    let v = wait_import(&owner, v["id"].as_str().unwrap()).await;
+    let file = upload(owner, tar_of_main_tf(tf)).await;
+    let v = create_version(owner, file, None).await;
+    let v = wait_import(owner, v["id"].as_str().unwrap()).await;
     assert_eq!(v["job"]["status"], "succeeded", "{v}");
     let t: Value = owner
         .post(
@@ -663,7 +661,14 @@ resource "coder_metadata" "box" {
         )
         .await
         .json();
-    let template = t["id"].as_str().unwrap();
+    t["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn quota_limits_start_builds() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let template = &costly_template(&owner).await;
     sqlx::query("UPDATE groups SET quota_allowance = 8 WHERE name = 'Everyone'")
         .execute(app.pool())
         .await
@@ -719,4 +724,63 @@ resource "coder_metadata" "box" {
         wait_build(&owner, &second_id).await["latest_build"]["status"],
         "running"
     );
+}
+
+/// A read never shows a build's new status without what the build wrote with it: every `running` answer
+/// carries the build's cost and resources, however the read interleaves with the build's completion.
+#[tokio::test]
+async fn reads_never_show_a_finished_build_without_its_writes() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let template = costly_template(&owner).await;
+    sqlx::query("UPDATE groups SET quota_allowance = 1000 WHERE name = 'Everyone'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    let ws = create_ws(&owner, &template, "watched", json!([])).await;
+    let id = ws["id"].as_str().unwrap().to_string();
+    wait_build(&owner, &id).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pollers = Vec::new();
+    for path in [
+        format!("/api/v2/workspaces/{id}"),
+        "/api/v2/workspaces?q=name:watched".to_string(),
+        format!("/api/v2/workspaces/{id}/builds"),
+    ] {
+        let (owner, done) = (owner.clone(), done.clone());
+        pollers.push(tokio::spawn(async move {
+            let mut running_seen = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let v: Value = owner.get(&path).await.json();
+                let build = if v["workspaces"].is_array() {
+                    v["workspaces"][0]["latest_build"].clone()
+                } else if v.is_array() {
+                    v[0].clone()
+                } else {
+                    v["latest_build"].clone()
+                };
+                if build["status"] == "running" {
+                    running_seen += 1;
+                    assert_eq!(build["daily_cost"], 5, "{path}: {build}");
+                    assert_eq!(build["resources"][0]["daily_cost"], 5, "{path}: {build}");
+                }
+            }
+            running_seen
+        }));
+    }
+    for _ in 0..8 {
+        for transition in ["stop", "start"] {
+            let resp = build(&owner, &id, json!({"transition": transition})).await;
+            assert_eq!(resp.status, 201, "{}", resp.text());
+            let w = wait_build(&owner, &id).await;
+            assert_ne!(w["latest_build"]["status"], "failed", "{w}");
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for poller in pollers {
+        assert!(
+            poller.await.unwrap() > 0,
+            "every poller saw the workspace running"
+        );
+    }
 }
