@@ -312,10 +312,15 @@ async fn main() {
     };
     let pool = sqlx::PgPool::connect(pg_url.trim()).await.expect("db");
     let tokens: Vec<uuid::Uuid> = loop {
-        let t: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT auth_token FROM workspace_agents")
-            .fetch_all(&pool)
-            .await
-            .expect("tokens");
+        let t: Vec<uuid::Uuid> = sqlx::query_scalar(
+            // Workspaces' agents only: the template's import job records a preview agent too.
+            "SELECT a.auth_token FROM workspace_agents a
+             JOIN workspace_resources r ON r.id = a.resource_id
+             JOIN workspace_builds b ON b.job_id = r.job_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("tokens");
         if t.len() >= agents {
             break t;
         }
@@ -342,19 +347,28 @@ async fn main() {
                     ("report-stats", json!({})),
                 ] {
                     let t = Instant::now();
-                    let ok = http
+                    let sent = http
                         .post(format!("{base}/api/v2/workspaceagents/me/{path}"))
                         .header("Coder-Session-Token", &token)
                         .json(&body)
                         .send()
-                        .await
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false);
+                        .await;
+                    let failure = match sent {
+                        Ok(r) if r.status().is_success() => None,
+                        Ok(r) => Some(format!("{} {}", r.status(), r.text().await.unwrap_or_default())),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    let elapsed = t.elapsed().as_micros() as u64;
                     let mut s = samples.lock().await;
-                    if ok {
-                        s.0.push(t.elapsed().as_micros() as u64);
-                    } else {
-                        s.1 += 1;
+                    match failure {
+                        None => s.0.push(elapsed),
+                        Some(why) => {
+                            // The first few failures say why; the count says how many.
+                            if s.1 < 5 {
+                                eprintln!("agent API error on {path}: {why}");
+                            }
+                            s.1 += 1;
+                        }
                     }
                 }
                 let next = cycle + Duration::from_secs(10);
