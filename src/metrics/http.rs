@@ -94,7 +94,7 @@ pub async fn serve(
     tracing::info!(target: "coderd", "Started Prometheus metrics endpoint at http://{addr}/metrics");
     let app = router(state);
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let _ = axum::serve(crate::app::nodelay(listener), app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
     });

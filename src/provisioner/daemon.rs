@@ -52,7 +52,10 @@ async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken)
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok::<(), sqlx::Error>(()),
-                    n = listener.recv() => { n?; wake.notify_waiters(); }
+                    // One daemon per job: waking all of them sends every idle one to race for it in
+                    // the database, at the moment the job's create answers its client. A daemon that
+                    // is busy takes the next job itself before it waits again.
+                    n = listener.recv() => { n?; wake.notify_one(); }
                 }
             }
         }

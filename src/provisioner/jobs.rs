@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::JobRow;
 
-/// Channel notified (on commit) when a job is queued; daemons LISTEN on it.
+/// Channel notified (on commit) when a job is queued, with the job id as payload (PostgreSQL folds identical
+/// notifications of one transaction into one, and each job should wake a daemon); daemons LISTEN on it.
 pub const CHANNEL_JOB_POSTED: &str = "provisioner_job_posted";
 
 const COLUMNS: &str = "id, created_at, updated_at, started_at, canceled_at, completed_at, error, error_code,
@@ -34,7 +35,7 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<JobRow,
             INSERT INTO provisioner_jobs (id, created_at, updated_at, organization_id, initiator_id, provisioner,
                                           type, input, file_id, tags)
             VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS})
-         SELECT j.* FROM j, (SELECT pg_notify($10, $6)) n"
+         SELECT j.* FROM j, (SELECT pg_notify($10, $1::text)) n"
     ))
     .bind(job.id)
     .bind(job.now)

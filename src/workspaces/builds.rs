@@ -176,7 +176,7 @@ pub const BUILD_CTES: &str = "job AS (
         INSERT INTO provisioner_jobs (id, created_at, updated_at, organization_id, initiator_id, provisioner,
                                       type, input, file_id, tags)
         SELECT $2, $1, $1, w.organization_id, $3, $4, $16, $5, $6, $7 FROM w RETURNING id),
-    notified AS (SELECT pg_notify($15, $16) FROM job),
+    notified AS (SELECT pg_notify($15, job.id::text) FROM job),
     build AS (
         INSERT INTO workspace_builds (id, created_at, updated_at, workspace_id, template_version_id, build_number,
                                       transition, initiator_id, job_id, reason, template_version_preset_id)
