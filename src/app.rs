@@ -33,6 +33,7 @@ pub struct AppInner {
     pub pubsub: crate::pubsub::Pubsub,
     /// Parsed templates, rebuilt from the database on a miss.
     pub templates: crate::provisioner::build::TemplateCache,
+    pub version_contexts: crate::workspaces::version_cache::VersionCache,
     /// Prometheus series (served only with `--prometheus-enable`).
     pub metrics: crate::metrics::Metrics,
     /// Authenticated API keys, invalidated across replicas over LISTEN/NOTIFY.
@@ -76,6 +77,7 @@ impl AppState {
             dummy_hash,
             pubsub: crate::pubsub::Pubsub::new(),
             templates: Default::default(),
+            version_contexts: Default::default(),
             metrics,
             auth_cache: Default::default(),
         })))

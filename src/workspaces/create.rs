@@ -7,6 +7,8 @@
 //! either nothing or the whole workspace with its queued build, and a claim either moves the
 //! prebuild to its new owner with the claim build queued or leaves it in the pool.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -16,8 +18,10 @@ use uuid::Uuid;
 
 use super::api::CreateWorkspaceRequest;
 use super::builds::{self, BuildArgs, NewBuild, SpecRow, VersionInfo, BUILD_CTES};
+use super::params::ParamSpec;
 use super::params::ResolveInput;
 use super::store::{self, workspace_columns, BuildRow, WorkspaceRow};
+use super::version_cache::{CachedPreset, VersionContext};
 use crate::api::auth::Auth;
 use crate::api::error::{ApiError, ApiResult, Validation};
 use crate::api::json::created;
@@ -90,6 +94,191 @@ const CONTEXT_SQL: &str = "WITH v AS (
                        validation_monotonic, display_order
                 FROM template_version_parameters WHERE template_version_id = v.id) s), '[]') AS specs
     FROM p LEFT JOIN v ON true LEFT JOIN t ON true";
+
+/// What the checks use, from [`CONTEXT_SQL`] or from the version cache and [`TEMPLATE_SQL`].
+struct Context {
+    version_id: Option<Uuid>,
+    version_template_id: Option<Uuid>,
+    version_name: Option<String>,
+    version_job_status: Option<String>,
+    version_file_id: Option<Uuid>,
+    version_provisioner: Option<String>,
+    template_id: Option<Uuid>,
+    template_organization_id: Option<Uuid>,
+    template_active_version_id: Option<Uuid>,
+    template_deleted: Option<bool>,
+    owner_is_member: bool,
+    preset_id: Option<Uuid>,
+    preset_belongs: bool,
+    preset_has_pool: bool,
+    preset_params: Vec<(String, String)>,
+    specs: Arc<Vec<ParamSpec>>,
+}
+
+impl From<ContextRow> for Context {
+    fn from(r: ContextRow) -> Self {
+        Context {
+            version_id: r.version_id,
+            version_template_id: r.version_template_id,
+            version_name: r.version_name,
+            version_job_status: r.version_job_status,
+            version_file_id: r.version_file_id,
+            version_provisioner: r.version_provisioner,
+            template_id: r.template_id,
+            template_organization_id: r.template_organization_id,
+            template_active_version_id: r.template_active_version_id,
+            template_deleted: r.template_deleted,
+            owner_is_member: r.owner_is_member,
+            preset_id: r.preset_id,
+            preset_belongs: r.preset_belongs,
+            preset_has_pool: r.preset_has_pool,
+            preset_params: r.preset_names.into_iter().zip(r.preset_values).collect(),
+            specs: Arc::new(r.specs.0.into_iter().map(SpecRow::into_spec).collect()),
+        }
+    }
+}
+
+/// What can change about a template and its version, with the caller's membership: all a create
+/// reads when the version's fixed part is cached. `$3` is the requested version (else the active one).
+const TEMPLATE_SQL: &str = "SELECT t.id, t.organization_id, t.active_version_id, t.deleted,
+        EXISTS (SELECT 1 FROM organization_members m
+                WHERE m.organization_id = t.organization_id AND m.user_id = $2) AS owner_is_member,
+        (SELECT tv.name FROM template_versions tv WHERE tv.id = COALESCE($3, t.active_version_id))
+            AS version_name
+    FROM templates t WHERE t.id = $1";
+
+#[derive(sqlx::FromRow)]
+struct TemplateHead {
+    id: Uuid,
+    organization_id: Uuid,
+    active_version_id: Uuid,
+    deleted: bool,
+    owner_is_member: bool,
+    version_name: Option<String>,
+}
+
+/// A read of the template together with its cached version.
+struct CachedHead {
+    template: TemplateHead,
+    version: Arc<VersionContext>,
+}
+
+impl CachedHead {
+    fn resolve(self, requested_preset: Option<Uuid>, requested: &[(String, String)]) -> Context {
+        let (t, v) = (self.template, self.version);
+        let preset = v.choose_preset(requested_preset, requested);
+        Context {
+            version_id: Some(v.id),
+            version_template_id: v.template_id,
+            version_name: t.version_name,
+            version_job_status: Some("succeeded".into()),
+            version_file_id: Some(v.file_id),
+            version_provisioner: Some(v.provisioner.clone()),
+            template_id: Some(t.id),
+            template_organization_id: Some(t.organization_id),
+            template_active_version_id: Some(t.active_version_id),
+            template_deleted: Some(t.deleted),
+            owner_is_member: t.owner_is_member,
+            preset_id: preset.id,
+            preset_belongs: preset.belongs,
+            preset_has_pool: preset.has_pool,
+            preset_params: preset.params,
+            specs: v.specs.clone(),
+        }
+    }
+}
+
+/// The template's mutable part and the version's cached one, when the version is cached; `None`
+/// sends the create to the full read (which also reports every kind of missing or foreign row).
+async fn cached_context(
+    state: &AppState,
+    conn: &mut PgConnection,
+    template_id: Option<Uuid>,
+    version_id: Option<Uuid>,
+    owner: Uuid,
+) -> Result<Option<CachedHead>, sqlx::Error> {
+    let requested_version = version_id.and_then(|id| state.version_contexts.get(id));
+    let template = match (template_id, &requested_version) {
+        (Some(t), None) if version_id.is_none() => t,
+        (None, Some(v)) => match v.template_id {
+            Some(t) => t,
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let Some(head): Option<TemplateHead> = sqlx::query_as(TEMPLATE_SQL)
+        .bind(template)
+        .bind(owner)
+        .bind(version_id)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let version = match requested_version {
+        Some(v) => Some(v),
+        None => state.version_contexts.get(head.active_version_id),
+    };
+    Ok(version
+        .filter(|_| head.version_name.is_some())
+        .map(|version| CachedHead {
+            template: head,
+            version,
+        }))
+}
+
+/// Caches the fixed part of a succeeded version attached to a template (its presets take one more read).
+async fn remember_version(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+    row: &ContextRow,
+) -> Result<(), sqlx::Error> {
+    let (Some(template_id), Some(file_id), Some(provisioner)) = (
+        row.version_template_id,
+        row.version_file_id,
+        row.version_provisioner.clone(),
+    ) else {
+        return Ok(());
+    };
+    #[derive(sqlx::FromRow)]
+    struct PresetRow {
+        id: Uuid,
+        name: String,
+        has_pool: bool,
+        names: Vec<String>,
+        values: Vec<String>,
+    }
+    let presets: Vec<PresetRow> = sqlx::query_as(
+        "SELECT p.id, p.name, p.desired_instances IS NOT NULL AS has_pool,
+                ARRAY(SELECT pp.name FROM template_version_preset_parameters pp
+                      WHERE pp.template_version_preset_id = p.id ORDER BY pp.name) AS names,
+                ARRAY(SELECT pp.value FROM template_version_preset_parameters pp
+                      WHERE pp.template_version_preset_id = p.id ORDER BY pp.name) AS values
+         FROM template_version_presets p WHERE p.template_version_id = $1",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let specs = Arc::new(row.specs.0.iter().map(|s| s.clone().into_spec()).collect());
+    state.version_contexts.insert(VersionContext {
+        id,
+        template_id: Some(template_id),
+        file_id,
+        provisioner,
+        specs,
+        presets: presets
+            .into_iter()
+            .map(|p| CachedPreset {
+                id: p.id,
+                name: p.name,
+                has_pool: p.has_pool,
+                params: p.names.into_iter().zip(p.values).collect(),
+            })
+            .collect(),
+    });
+    Ok(())
+}
 
 /// What the write statement returns: the workspace row as every read builds it, and its new build.
 #[derive(sqlx::FromRow)]
@@ -282,17 +471,28 @@ pub(super) async fn create_workspace(
         .collect();
     let requested_preset = req.template_version_preset_id.filter(|id| !id.is_nil());
     let mut conn = state.pool.acquire().await?;
-    let names: Vec<&str> = requested.iter().map(|(n, _)| n.as_str()).collect();
-    let values: Vec<&str> = requested.iter().map(|(_, v)| v.as_str()).collect();
-    let ctx: ContextRow = sqlx::query_as(CONTEXT_SQL)
-        .bind(template_id)
-        .bind(version_id)
-        .bind(owner.id)
-        .bind(requested_preset)
-        .bind(&names)
-        .bind(&values)
-        .fetch_one(&mut *conn)
-        .await?;
+    let ctx = match cached_context(&state, &mut conn, template_id, version_id, owner.id).await? {
+        Some(head) => head.resolve(requested_preset, &requested),
+        None => {
+            let names: Vec<&str> = requested.iter().map(|(n, _)| n.as_str()).collect();
+            let values: Vec<&str> = requested.iter().map(|(_, v)| v.as_str()).collect();
+            let row: ContextRow = sqlx::query_as(CONTEXT_SQL)
+                .bind(template_id)
+                .bind(version_id)
+                .bind(owner.id)
+                .bind(requested_preset)
+                .bind(&names)
+                .bind(&values)
+                .fetch_one(&mut *conn)
+                .await?;
+            if row.version_job_status.as_deref() == Some("succeeded") {
+                if let Some(id) = row.version_id {
+                    remember_version(&state, &mut conn, id, &row).await?;
+                }
+            }
+            Context::from(row)
+        }
+    };
 
     let version = match (
         ctx.version_id,
@@ -385,17 +585,11 @@ pub(super) async fn create_workspace(
                 .validation("template_version_preset_id", "preset not found"),
         );
     }
-    let preset_values: Vec<(String, String)> = ctx
-        .preset_names
-        .into_iter()
-        .zip(ctx.preset_values)
-        .collect();
-    let specs: Vec<_> = ctx.specs.0.into_iter().map(SpecRow::into_spec).collect();
     let values = builds::resolve_params(&ResolveInput {
-        specs: &specs,
+        specs: &ctx.specs,
         previous: &[],
         requested: &requested,
-        preset: &preset_values,
+        preset: &ctx.preset_params,
         first_build: true,
         transition: "start",
     })?;

@@ -8,4 +8,5 @@ pub mod quota;
 pub mod search;
 pub mod store;
 pub mod types;
+pub mod version_cache;
 pub mod watch;

@@ -717,3 +717,88 @@ async fn assert_answer_is_read(client: &Client, answer: &Value) {
     assert_eq!(read["latest_build"]["status"], "pending", "{read}");
     assert_eq!(answer, &read, "create answer vs read of {id}");
 }
+
+/// Creates after the first of a version use the replica's cache of the version's fixed part: they
+/// still see a renamed version and a new active version, and choose presets as the first create did.
+#[tokio::test]
+async fn later_creates_follow_version_changes_and_choose_presets_alike() {
+    let app = TestApp::new().await;
+    let owner = app.owner().await;
+    let (template, v1) = pool_template(&owner, PARAMS_TF, "echo", "cached").await;
+    let pool = preset_id(&owner, &v1, "pool").await;
+    let create = |name: &str, params: Value| json!({"template_id": template, "name": name, "rich_parameter_values": params});
+    let matching = json!([{"name": "greeting", "value": "from-preset"}]);
+    for name in ["first", "second"] {
+        let w: Value = owner
+            .post(
+                "/api/v2/users/me/workspaces",
+                &create(name, matching.clone()),
+            )
+            .await
+            .json();
+        assert_eq!(w["latest_build"]["template_version_preset_id"], pool, "{w}");
+        assert_eq!(w["latest_build"]["template_version_id"], v1.as_str());
+    }
+    let unmatched: Value = owner
+        .post("/api/v2/users/me/workspaces", &create("third", json!([])))
+        .await
+        .json();
+    assert!(
+        unmatched["latest_build"]["template_version_preset_id"].is_null(),
+        "{unmatched}"
+    );
+    // A preset of the version given by id, through the version rather than the template.
+    let by_version: Value = owner
+        .post(
+            "/api/v2/users/me/workspaces",
+            &json!({"template_version_id": v1, "name": "by-version", "template_version_preset_id": pool}),
+        )
+        .await
+        .json();
+    assert_eq!(
+        by_version["latest_build"]["template_version_preset_id"], pool,
+        "{by_version}"
+    );
+    let foreign = owner
+        .post(
+            "/api/v2/users/me/workspaces",
+            &json!({"template_id": template, "name": "foreign",
+                    "template_version_preset_id": Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(foreign.status, 400, "{}", foreign.text());
+
+    let renamed = owner
+        .patch(
+            &format!("/api/v2/templateversions/{v1}"),
+            &json!({"name": "renamed"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text());
+    let w: Value = owner
+        .post("/api/v2/users/me/workspaces", &create("fourth", json!([])))
+        .await
+        .json();
+    assert_eq!(w["latest_build"]["template_version_name"], "renamed", "{w}");
+
+    let v2_tf = PARAMS_TF
+        .replace("\"from-preset\"", "\"v2\"")
+        .replace("\"pool\"", "\"pool2\"");
+    let v2 = import(&owner, &v2_tf, "echo", Some(&template)).await;
+    promote(&owner, &template, &v2).await;
+    let pool2 = preset_id(&owner, &v2, "pool2").await;
+    for name in ["fifth", "sixth"] {
+        let w: Value = owner
+            .post(
+                "/api/v2/users/me/workspaces",
+                &create(name, json!([{"name": "greeting", "value": "v2"}])),
+            )
+            .await
+            .json();
+        assert_eq!(w["latest_build"]["template_version_id"], v2.as_str(), "{w}");
+        assert_eq!(
+            w["latest_build"]["template_version_preset_id"], pool2,
+            "{w}"
+        );
+    }
+}
