@@ -34,8 +34,9 @@ use crate::users::PREBUILDS_USER_ID;
 /// Everything the checks need, read in one statement. The version is the requested one, else the
 /// template's active version; the preset is the requested one, else the one the request's
 /// parameter values match (Coder's rule: all of the preset's values given, the most of them wins).
+/// What the checks decide on, however it was read.
 #[derive(sqlx::FromRow)]
-struct ContextRow {
+struct Facts {
     version_id: Option<Uuid>,
     version_template_id: Option<Uuid>,
     version_name: Option<String>,
@@ -50,6 +51,12 @@ struct ContextRow {
     preset_id: Option<Uuid>,
     preset_belongs: bool,
     preset_has_pool: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ContextRow {
+    #[sqlx(flatten)]
+    facts: Facts,
     preset_names: Vec<String>,
     preset_values: Vec<String>,
     specs: sqlx::types::Json<Vec<SpecRow>>,
@@ -97,20 +104,7 @@ const CONTEXT_SQL: &str = "WITH v AS (
 
 /// What the checks use, from [`CONTEXT_SQL`] or from the version cache and [`TEMPLATE_SQL`].
 struct Context {
-    version_id: Option<Uuid>,
-    version_template_id: Option<Uuid>,
-    version_name: Option<String>,
-    version_job_status: Option<String>,
-    version_file_id: Option<Uuid>,
-    version_provisioner: Option<String>,
-    template_id: Option<Uuid>,
-    template_organization_id: Option<Uuid>,
-    template_active_version_id: Option<Uuid>,
-    template_deleted: Option<bool>,
-    owner_is_member: bool,
-    preset_id: Option<Uuid>,
-    preset_belongs: bool,
-    preset_has_pool: bool,
+    facts: Facts,
     preset_params: Vec<(String, String)>,
     specs: Arc<Vec<ParamSpec>>,
 }
@@ -118,20 +112,7 @@ struct Context {
 impl From<ContextRow> for Context {
     fn from(r: ContextRow) -> Self {
         Context {
-            version_id: r.version_id,
-            version_template_id: r.version_template_id,
-            version_name: r.version_name,
-            version_job_status: r.version_job_status,
-            version_file_id: r.version_file_id,
-            version_provisioner: r.version_provisioner,
-            template_id: r.template_id,
-            template_organization_id: r.template_organization_id,
-            template_active_version_id: r.template_active_version_id,
-            template_deleted: r.template_deleted,
-            owner_is_member: r.owner_is_member,
-            preset_id: r.preset_id,
-            preset_belongs: r.preset_belongs,
-            preset_has_pool: r.preset_has_pool,
+            facts: r.facts,
             preset_params: r.preset_names.into_iter().zip(r.preset_values).collect(),
             specs: Arc::new(r.specs.0.into_iter().map(SpecRow::into_spec).collect()),
         }
@@ -168,20 +149,22 @@ impl CachedHead {
         let (t, v) = (self.template, self.version);
         let preset = v.choose_preset(requested_preset, requested);
         Context {
-            version_id: Some(v.id),
-            version_template_id: v.template_id,
-            version_name: t.version_name,
-            version_job_status: Some("succeeded".into()),
-            version_file_id: Some(v.file_id),
-            version_provisioner: Some(v.provisioner.clone()),
-            template_id: Some(t.id),
-            template_organization_id: Some(t.organization_id),
-            template_active_version_id: Some(t.active_version_id),
-            template_deleted: Some(t.deleted),
-            owner_is_member: t.owner_is_member,
-            preset_id: preset.id,
-            preset_belongs: preset.belongs,
-            preset_has_pool: preset.has_pool,
+            facts: Facts {
+                version_id: Some(v.id),
+                version_template_id: v.template_id,
+                version_name: t.version_name,
+                version_job_status: Some("succeeded".into()),
+                version_file_id: Some(v.file_id),
+                version_provisioner: Some(v.provisioner.clone()),
+                template_id: Some(t.id),
+                template_organization_id: Some(t.organization_id),
+                template_active_version_id: Some(t.active_version_id),
+                template_deleted: Some(t.deleted),
+                owner_is_member: t.owner_is_member,
+                preset_id: preset.id,
+                preset_belongs: preset.belongs,
+                preset_has_pool: preset.has_pool,
+            },
             preset_params: preset.params,
             specs: v.specs.clone(),
         }
@@ -235,9 +218,9 @@ async fn remember_version(
     row: &ContextRow,
 ) -> Result<(), sqlx::Error> {
     let (Some(template_id), Some(file_id), Some(provisioner)) = (
-        row.version_template_id,
-        row.version_file_id,
-        row.version_provisioner.clone(),
+        row.facts.version_template_id,
+        row.facts.version_file_id,
+        row.facts.version_provisioner.clone(),
     ) else {
         return Ok(());
     };
@@ -485,8 +468,8 @@ pub(super) async fn create_workspace(
                 .bind(&values)
                 .fetch_one(&mut *conn)
                 .await?;
-            if row.version_job_status.as_deref() == Some("succeeded") {
-                if let Some(id) = row.version_id {
+            if row.facts.version_job_status.as_deref() == Some("succeeded") {
+                if let Some(id) = row.facts.version_id {
                     remember_version(&state, &mut conn, id, &row).await?;
                 }
             }
@@ -495,16 +478,16 @@ pub(super) async fn create_workspace(
     };
 
     let version = match (
-        ctx.version_id,
-        ctx.version_name,
-        ctx.version_job_status,
-        ctx.version_file_id,
-        ctx.version_provisioner,
+        ctx.facts.version_id,
+        ctx.facts.version_name,
+        ctx.facts.version_job_status,
+        ctx.facts.version_file_id,
+        ctx.facts.version_provisioner,
     ) {
         (Some(id), Some(name), Some(job_status), Some(file_id), Some(provisioner)) => {
             Some(VersionInfo {
                 id,
-                template_id: ctx.version_template_id,
+                template_id: ctx.facts.version_template_id,
                 name,
                 job_status,
                 file_id,
@@ -531,9 +514,9 @@ pub(super) async fn create_workspace(
             })?,
     };
     let (Some(organization_id), Some(active_version_id), Some(deleted)) = (
-        ctx.template_organization_id,
-        ctx.template_active_version_id,
-        ctx.template_deleted,
+        ctx.facts.template_organization_id,
+        ctx.facts.template_active_version_id,
+        ctx.facts.template_deleted,
     ) else {
         return Err(ApiError::bad_request(format!(
             "Template {:?} doesn't exist.",
@@ -567,11 +550,11 @@ pub(super) async fn create_workspace(
         return Err(ApiError::forbidden());
     }
     // The owner must belong to the template's organization.
-    if !ctx.owner_is_member {
+    if !ctx.facts.owner_is_member {
         return Err(ApiError::forbidden());
     }
     let version = version.ok_or_else(ApiError::not_found)?;
-    if version.template_id != Some(template_id) || ctx.template_id != Some(template_id) {
+    if version.template_id != Some(template_id) || ctx.facts.template_id != Some(template_id) {
         return Err(ApiError::bad_request(
             "template version doesn't match template",
         ));
@@ -579,7 +562,7 @@ pub(super) async fn create_workspace(
     builds::check_version_usable(&version)?;
     let ttl_ms = super::api::validate_ttl(req.ttl_ms)?;
     let autostart = super::api::validate_autostart(req.autostart_schedule.clone())?;
-    if requested_preset.is_some() && !ctx.preset_belongs {
+    if requested_preset.is_some() && !ctx.facts.preset_belongs {
         return Err(
             ApiError::bad_request("The preset does not belong to the template version.")
                 .validation("template_version_preset_id", "preset not found"),
@@ -594,8 +577,8 @@ pub(super) async fn create_workspace(
         transition: "start",
     })?;
     // A pool to claim from: prebuilds enabled, a preset with a pool on the active version.
-    let pool_preset = ctx.preset_id.filter(|_| {
-        ctx.preset_has_pool
+    let pool_preset = ctx.facts.preset_id.filter(|_| {
+        ctx.facts.preset_has_pool
             && version.id == active_version_id
             && crate::prebuilds::reconciler::enabled(&state)
     });
@@ -662,7 +645,7 @@ pub(super) async fn create_workspace(
             return Ok(created(workspace));
         }
     }
-    let b = new_build(Uuid::new_v4(), ctx.preset_id, false);
+    let b = new_build(Uuid::new_v4(), ctx.facts.preset_id, false);
     let build = BuildArgs::new(&b);
     let written = write_fresh(&mut conn, &b, &build, template_id, &settings)
         .await
