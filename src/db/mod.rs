@@ -15,6 +15,10 @@ pub type Tx<'a> = sqlx::Transaction<'a, Postgres>;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Begins a read-only transaction whose statements all see one snapshot: for reads that take several
+/// statements and must not mix the states before and after another transaction's commit.
+pub const BEGIN_READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 /// Opens a pool. Connection attempts are bounded so a database outage turns into 503s, not hangs.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?

@@ -139,9 +139,7 @@ pub async fn read_rows(
     pool: &sqlx::PgPool,
     template: Option<Uuid>,
 ) -> Result<(Vec<PresetRow>, Vec<PrebuildRow>), sqlx::Error> {
-    let mut tx = pool
-        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await?;
+    let mut tx = pool.begin_with(crate::db::BEGIN_READ_SNAPSHOT).await?;
     // JIT compilation costs more than these queries save from it (measured: ~30 ms per plan). The
     // pool's connections use generic plans; these two run rarely, scan whole tables, and are
     // planned for their actual parameters instead.

@@ -306,9 +306,7 @@ async fn run_in_tx(
         tx.rollback().await?;
         let message = "insufficient quota";
         let line = format!("{message}: this build costs {cost} credits a day");
-        let _ = log(conn, job, "error", "Applying infrastructure", &line, now()).await;
-        let done = jobs::complete(&mut *conn, job.id, worker, Some(message), now()).await?;
-        return Ok(TxOutcome::Failed(done));
+        return fail_apply(conn, job, worker, message, &line, now()).await;
     }
     let local = job.provisioner == "terraform";
     let keep_agents = claim.is_some()
@@ -326,10 +324,7 @@ async fn run_in_tx(
         if let Err(err) = apply_local(state, ctx, applied).await {
             tx.rollback().await?;
             let message = format!("local runtime: {err}");
-            let stage = "Applying infrastructure";
-            let _ = log(conn, job, "error", stage, &message, now()).await;
-            let done = jobs::complete(&mut *conn, job.id, worker, Some(&message), now()).await?;
-            return Ok(TxOutcome::Failed(done));
+            return fail_apply(conn, job, worker, &message, &message, now()).await;
         }
     }
     if !state.config.test_job_commit_delay.is_zero() {
@@ -352,6 +347,21 @@ async fn run_in_tx(
     }
     tx.commit().await?;
     Ok(TxOutcome::Committed(replaced))
+}
+
+/// After the build's transaction rolled back: logs `line` at the apply stage and fails the job with
+/// `message`.
+async fn fail_apply(
+    conn: &mut PgConnection,
+    job: &JobRow,
+    worker: Uuid,
+    message: &str,
+    line: &str,
+    now: DateTime<Utc>,
+) -> Result<TxOutcome, sqlx::Error> {
+    let _ = log(conn, job, "error", "Applying infrastructure", line, now).await;
+    let done = jobs::complete(conn, job.id, worker, Some(message), now).await?;
+    Ok(TxOutcome::Failed(done))
 }
 
 /// Applies a build on the local runtime: start launches the agents, stop ends them, delete also removes

@@ -14,7 +14,11 @@ use nix::unistd::Pid;
 use uuid::Uuid;
 
 pub fn workspace_dir(cache_dir: &Path, workspace: Uuid) -> PathBuf {
-    cache_dir.join("workspaces").join(workspace.to_string())
+    workspaces_dir(cache_dir).join(workspace.to_string())
+}
+
+fn workspaces_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("workspaces")
 }
 
 /// An agent to launch.
@@ -150,6 +154,19 @@ pub fn delete(cache_dir: &Path, workspace: Uuid) -> std::io::Result<()> {
     match std::fs::remove_dir_all(workspace_dir(cache_dir, workspace)) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err),
         _ => Ok(()),
+    }
+}
+
+/// Stops the agents of every workspace under `cache_dir` (e.g. before the directory is removed).
+pub fn stop_all(cache_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(workspaces_dir(cache_dir)) else {
+        return;
+    };
+    for workspace in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+    {
+        let _ = stop(cache_dir, workspace);
     }
 }
 

@@ -51,7 +51,7 @@ pub fn check_version_usable(v: &VersionInfo) -> Result<(), ApiError> {
 
 /// A `template_version_parameters` row, read as a row or as a JSON object (the create path reads the
 /// specs together with everything else it needs, as one JSON array).
-#[derive(Clone, sqlx::FromRow, serde::Deserialize)]
+#[derive(sqlx::FromRow, serde::Deserialize)]
 pub struct SpecRow {
     name: String,
     display_name: String,

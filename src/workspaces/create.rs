@@ -151,7 +151,7 @@ impl CachedHead {
         Context {
             facts: Facts {
                 version_id: Some(v.id),
-                version_template_id: v.template_id,
+                version_template_id: Some(v.template_id),
                 version_name: t.version_name,
                 version_job_status: Some("succeeded".into()),
                 version_file_id: Some(v.file_id),
@@ -183,10 +183,7 @@ async fn cached_context(
     let requested_version = version_id.and_then(|id| state.version_contexts.get(id));
     let template = match (template_id, &requested_version) {
         (Some(t), None) if version_id.is_none() => t,
-        (None, Some(v)) => match v.template_id {
-            Some(t) => t,
-            None => return Ok(None),
-        },
+        (None, Some(v)) => v.template_id,
         _ => return Ok(None),
     };
     let Some(head): Option<TemplateHead> = sqlx::query_as(TEMPLATE_SQL)
@@ -210,17 +207,20 @@ async fn cached_context(
         }))
 }
 
-/// Caches the fixed part of a succeeded version attached to a template (its presets take one more read).
+/// Caches the fixed part of the version the full read found, if it succeeded and is attached to a
+/// template (its presets take one more read).
 async fn remember_version(
     state: &AppState,
     conn: &mut PgConnection,
-    id: Uuid,
-    row: &ContextRow,
+    ctx: &Context,
 ) -> Result<(), sqlx::Error> {
-    let (Some(template_id), Some(file_id), Some(provisioner)) = (
-        row.facts.version_template_id,
-        row.facts.version_file_id,
-        row.facts.version_provisioner.clone(),
+    let f = &ctx.facts;
+    let (Some(id), Some("succeeded"), Some(template_id), Some(file_id), Some(provisioner)) = (
+        f.version_id,
+        f.version_job_status.as_deref(),
+        f.version_template_id,
+        f.version_file_id,
+        f.version_provisioner.clone(),
     ) else {
         return Ok(());
     };
@@ -243,13 +243,12 @@ async fn remember_version(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let specs = Arc::new(row.specs.0.iter().map(|s| s.clone().into_spec()).collect());
     state.version_contexts.insert(VersionContext {
         id,
-        template_id: Some(template_id),
+        template_id,
         file_id,
         provisioner,
-        specs,
+        specs: ctx.specs.clone(),
         presets: presets
             .into_iter()
             .map(|p| CachedPreset {
@@ -468,12 +467,9 @@ pub(super) async fn create_workspace(
                 .bind(&values)
                 .fetch_one(&mut *conn)
                 .await?;
-            if row.facts.version_job_status.as_deref() == Some("succeeded") {
-                if let Some(id) = row.facts.version_id {
-                    remember_version(&state, &mut conn, id, &row).await?;
-                }
-            }
-            Context::from(row)
+            let ctx = Context::from(row);
+            remember_version(&state, &mut conn, &ctx).await?;
+            ctx
         }
     };
 

@@ -396,8 +396,7 @@ pub async fn snapshot(
     conn: &mut PgConnection,
 ) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
     use sqlx::Connection;
-    conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .await
+    conn.begin_with(crate::db::BEGIN_READ_SNAPSHOT).await
 }
 
 /// Builds' JSON, in the order of `ids`.

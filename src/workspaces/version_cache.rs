@@ -27,7 +27,7 @@ pub struct CachedPreset {
 #[derive(Debug)]
 pub struct VersionContext {
     pub id: Uuid,
-    pub template_id: Option<Uuid>,
+    pub template_id: Uuid,
     pub file_id: Uuid,
     pub provisioner: String,
     /// In the version's display order.
@@ -132,7 +132,7 @@ mod tests {
     fn version(presets: Vec<CachedPreset>) -> VersionContext {
         VersionContext {
             id: Uuid::from_u128(100),
-            template_id: None,
+            template_id: Uuid::nil(),
             file_id: Uuid::nil(),
             provisioner: "echo".into(),
             specs: Arc::default(),

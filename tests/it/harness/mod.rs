@@ -186,14 +186,7 @@ impl Drop for TestApp {
         // Their agents are detached processes: end them first, or they outlive the test and keep
         // calling a server that is gone.
         let cache = &self.state.config.cache_dir;
-        if let Ok(entries) = std::fs::read_dir(cache.join("workspaces")) {
-            for id in entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            {
-                let _ = coder::provisioner::local::stop(cache, id);
-            }
-        }
+        coder::provisioner::local::stop_all(cache);
         let _ = std::fs::remove_dir_all(cache);
     }
 }
